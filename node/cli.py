@@ -1,0 +1,338 @@
+"""The ``qnode`` command. Every failure is one line on stderr and a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from node.chain.consortium import Consortium, Founder, Member, Role
+from node.chain.localnode import LocalChain, default_run_dir
+from node.errors import ConfigError, KeystoreError, QnodeError
+from node.keys import DEFAULT_KDF_ITERATIONS, PASSWORD_ENV, hardhat_dev_key, read_keystore
+from node.provisioning import CONFIG_FILE, MemberSpec, init_member
+from node.runtime import Deployment, Node, NodeStatus
+from node.settings import LOCAL_CHAIN_ID, load_settings
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="qnode: a consortium member's quality-traceability node.",
+)
+consortium_app = typer.Typer(no_args_is_help=True, help="Members and M-of-N governance.")
+oracle_app = typer.Typer(no_args_is_help=True, help="This member's oracle signing keys.")
+chain_app = typer.Typer(no_args_is_help=True, help="The local Hardhat consortium chain.")
+app.add_typer(consortium_app, name="consortium")
+app.add_typer(oracle_app, name="oracle")
+app.add_typer(chain_app, name="chain")
+
+out = Console(highlight=False)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", envvar="QNODE_CONFIG", help="The member's config file."),
+]
+DEFAULT_CONFIG = Path(CONFIG_FILE)
+
+
+def main() -> None:
+    """Console-script entry point: errors become one line and an exit code."""
+    try:
+        app()
+    except QnodeError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"qnode: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _password(confirm: bool = False) -> str:
+    password = os.environ.get(PASSWORD_ENV)
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        raise KeystoreError(f"no keystore password: set {PASSWORD_ENV} or run in a terminal")
+    return str(typer.prompt("Keystore password", hide_input=True, confirmation_prompt=confirm))
+
+
+def _open(config: Path) -> Node:
+    return Node.open(load_settings(config), _password())
+
+
+def _duration(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text)
+    if not match:
+        raise ConfigError(f"bad duration {text!r}: use e.g. 3600, 90m, 12h or 7d")
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+# -- init and status -----------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Option(help="The member's name.")],
+    role: Annotated[str, typer.Option(help="manufacturer, supplier, lab or auditor.")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write the member.")] = Path("."),
+    endpoint: Annotated[str, typer.Option(help="This node's API URL.")] = "http://127.0.0.1:8600",
+    rpc_url: Annotated[str, typer.Option(help="JSON-RPC URL or 'embedded'.")] = (
+        "http://127.0.0.1:8545"
+    ),
+    chain_id: Annotated[int, typer.Option(help="The consortium chainId.")] = LOCAL_CHAIN_ID,
+    dev_account: Annotated[
+        int | None, typer.Option(help="Use Hardhat's public demo account N (local chain only).")
+    ] = None,
+    import_keystore: Annotated[
+        Path | None, typer.Option(help="Re-encrypt the key of this existing keystore.")
+    ] = None,
+    kdf_iterations: Annotated[int, typer.Option(hidden=True)] = DEFAULT_KDF_ITERATIONS,
+) -> None:
+    """Write a member's config and a new encrypted keystore."""
+    password = _password(confirm=True)
+    account = None
+    if dev_account is not None:
+        account = hardhat_dev_key(dev_account)
+    elif import_keystore is not None:
+        account = read_keystore(import_keystore, password)
+    spec = MemberSpec(name, role, endpoint, rpc_url, chain_id)
+    settings = init_member(directory, spec, password, account, kdf_iterations)
+    address = read_keystore(settings.keystore_path, password).address
+    out.print(f"wrote {directory / CONFIG_FILE} and {settings.keystore_path}")
+    out.print(f"member address {address}")
+
+
+@app.command()
+def status(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Chain, head block, this member, its oracles and the contract addresses."""
+    _print_status(_open(config).status())
+
+
+def _print_status(status: NodeStatus) -> None:
+    chain = status.chain
+    out.print(f"[bold]chain[/]      {chain.url} chainId {chain.chain_id} ({chain.client})")
+    out.print(f"[bold]head[/]       block {chain.head_block}" + ("  PoA" if chain.poa else ""))
+    out.print(f"[bold]account[/]    {status.address} ({status.balance_wei / 10**18:.4f} ETH)")
+    if status.consortium is None or status.member is None:
+        out.print("[bold]consortium[/] not deployed (run `qnode consortium deploy`)")
+        return
+    out.print(
+        f"[bold]consortium[/] {status.consortium} ({status.member_count} members, "
+        f"threshold {status.threshold})"
+    )
+    member = status.member
+    state = "active" if member.active else "NOT a member"
+    out.print(f"[bold]member[/]     {member.name or '-'} ({member.role.label}), {state}")
+    for oracle in status.oracles:
+        out.print(f"[bold]oracle[/]     {oracle.oracle} {'active' if oracle.active else 'inactive'}")
+
+
+# -- consortium ----------------------------------------------------------------------------
+
+
+@consortium_app.command("deploy")
+def consortium_deploy(
+    config: ConfigOption = DEFAULT_CONFIG,
+    founder: Annotated[
+        list[str] | None,
+        typer.Option(help="ADDRESS,ROLE,NAME,ENDPOINT of another founder (repeatable)."),
+    ] = None,
+    threshold: Annotated[int, typer.Option(help="Approvals needed (M of N).")] = 1,
+    proposal_ttl: Annotated[str, typer.Option(help="How long proposals stay open.")] = "7d",
+) -> None:
+    """Deploy Consortium.sol with this member (and any --founder) as founding members."""
+    node = _open(config)
+    me = node.settings.member
+    founders = [Founder(node.address, Role.parse(me.role), me.name, me.endpoint)]
+    founders += [_founder(text) for text in founder or []]
+    consortium, receipt = Consortium.deploy(
+        node.sender, founders, threshold, _duration(proposal_ttl)
+    )
+    node.record_deployment("Consortium", Deployment.of(consortium.address, receipt))
+    out.print(
+        f"Consortium deployed at {consortium.address} in block {receipt.block_number} "
+        f"({receipt.gas_used} gas), {len(founders)} founders, threshold {threshold}"
+    )
+
+
+def _founder(text: str) -> Founder:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 4 or not re.fullmatch(r"0x[0-9a-fA-F]{40}", parts[0]):
+        raise ConfigError(f"bad --founder {text!r}: expected ADDRESS,ROLE,NAME,ENDPOINT")
+    return Founder(parts[0], Role.parse(parts[1]), parts[2], parts[3])
+
+
+@consortium_app.command("members")
+def consortium_members(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """List the active members."""
+    consortium = _open(config).consortium()
+    table = Table("address", "name", "role", "endpoint", "admitted")
+    for member in consortium.members():
+        table.add_row(*_member_row(member))
+    out.print(table)
+    out.print(f"threshold {consortium.threshold()} of {len(consortium.members())}")
+
+
+def _member_row(member: Member) -> tuple[str, str, str, str, str]:
+    return (member.address, member.name, member.role.label, member.endpoint, str(member.admitted_at))
+
+
+@consortium_app.command("proposals")
+def consortium_proposals(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """List governance proposals."""
+    consortium = _open(config).consortium()
+    table = Table("id", "kind", "subject", "approvals", "expires", "state")
+    threshold = consortium.threshold()
+    for p in consortium.proposals():
+        state = "executed" if p.executed else "open"
+        table.add_row(str(p.proposal_id), p.kind.name.lower(), p.subject,
+                      f"{p.approvals}/{threshold}", str(p.expires_at), state)
+    out.print(table)
+
+
+@consortium_app.command("propose")
+def consortium_propose(
+    kind: Annotated[str, typer.Argument(help="admit or remove")],
+    subject: Annotated[str, typer.Argument(help="The member's address.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    role: Annotated[str, typer.Option(help="Role of a member to admit.")] = "",
+    name: Annotated[str, typer.Option(help="Name of a member to admit.")] = "",
+    endpoint: Annotated[str, typer.Option(help="API URL of a member to admit.")] = "",
+) -> None:
+    """Propose admitting or removing a member; your own approval counts at once."""
+    consortium = _open(config).consortium()
+    if kind == "admit":
+        result = consortium.propose_admission(subject, Role.parse(role), name, endpoint)
+    elif kind == "remove":
+        result = consortium.propose_removal(subject)
+    else:
+        raise ConfigError(f"unknown proposal kind {kind!r}: use admit or remove")
+    done = "executed" if result.executed else "waiting for approvals"
+    out.print(f"proposal {result.proposal_id}: {result.approvals} approval(s), {done}")
+
+
+@consortium_app.command("approve")
+def consortium_approve(
+    proposal_id: Annotated[int, typer.Argument(help="The proposal id.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Approve a proposal; it executes when the threshold is reached."""
+    result = _open(config).consortium().approve(proposal_id)
+    done = "executed" if result.executed else "waiting for approvals"
+    out.print(f"proposal {proposal_id}: {result.approvals} approval(s), {done}")
+
+
+# -- oracle keys ---------------------------------------------------------------------------
+
+
+@oracle_app.command("add")
+def oracle_add(
+    config: ConfigOption = DEFAULT_CONFIG,
+    address: Annotated[
+        str | None, typer.Option(help="Register an externally held key instead of a new one.")
+    ] = None,
+    kdf_iterations: Annotated[int, typer.Option(hidden=True)] = DEFAULT_KDF_ITERATIONS,
+) -> None:
+    """Create an oracle key (kept encrypted here) and register it for this member."""
+    node = _open(config)
+    oracle = address or node.create_oracle_key(_password(), kdf_iterations).address
+    receipt = node.consortium().register_oracle(oracle)
+    out.print(f"oracle {oracle} registered in block {receipt.block_number}")
+
+
+@oracle_app.command("rotate")
+def oracle_rotate(
+    old: Annotated[str, typer.Argument(help="The oracle key to retire.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    new: Annotated[str | None, typer.Option(help="An externally held replacement key.")] = None,
+    kdf_iterations: Annotated[int, typer.Option(hidden=True)] = DEFAULT_KDF_ITERATIONS,
+) -> None:
+    """Replace an oracle key in one transaction."""
+    node = _open(config)
+    replacement = new or node.create_oracle_key(_password(), kdf_iterations).address
+    receipt = node.consortium().rotate_oracle(old, replacement)
+    out.print(f"oracle {old} rotated to {replacement} in block {receipt.block_number}")
+
+
+@oracle_app.command("revoke")
+def oracle_revoke(
+    oracle: Annotated[str, typer.Argument(help="The oracle key to revoke.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Revoke an oracle key for good."""
+    receipt = _open(config).consortium().revoke_oracle(oracle)
+    out.print(f"oracle {oracle} revoked in block {receipt.block_number}")
+
+
+@oracle_app.command("list")
+def oracle_list(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """This member's oracle keys, local and on-chain."""
+    _print_status(_open(config).status())
+
+
+# -- local chain and demo ------------------------------------------------------------------
+
+RunDirOption = Annotated[Path, typer.Option(help="Where the PID and log files live.")]
+
+
+@chain_app.command("start")
+def chain_start(
+    port: Annotated[int, typer.Option(help="Loopback port.")] = 8545,
+    mining: Annotated[str, typer.Option(help="auto, interval or manual.")] = "auto",
+    interval_ms: Annotated[int, typer.Option(help="Block interval for interval mining.")] = 1000,
+    run_dir: RunDirOption = default_run_dir(),
+) -> None:
+    """Start the local Hardhat consortium chain on loopback."""
+    started = LocalChain(run_dir).start(port=port, mining=mining, interval_ms=interval_ms)
+    out.print(f"local chain running at {started.url} (pid {started.pid}, log {started.log_file})")
+
+
+@chain_app.command("stop")
+def chain_stop(run_dir: RunDirOption = default_run_dir()) -> None:
+    """Stop the local chain by its PID."""
+    stopped = LocalChain(run_dir).stop()
+    out.print("local chain stopped" if stopped else "no local chain was running")
+
+
+@chain_app.command("status")
+def chain_status(run_dir: RunDirOption = default_run_dir()) -> None:
+    """Whether the local chain runs, and its head block."""
+    current = LocalChain(run_dir).status()
+    out.print(current.message)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port of the local chain.")] = 8545,
+    directory: Annotated[Path, typer.Option("--dir", help="Where the demo members live.")] = (
+        default_run_dir().parent / "demo"
+    ),
+    run_dir: RunDirOption = default_run_dir(),
+) -> None:
+    """Start the local chain, set up and deploy the demo consortium, print every member's status."""
+    from node.demo import run_demo
+
+    chain = LocalChain(run_dir)
+    current = chain.status()
+    if not current.running:
+        out.print(f"starting the local chain on 127.0.0.1:{port} ...")
+        current = chain.start(port=port)
+    out.print(f"local chain {current.url}, chainId {current.chain_id}, pid {current.pid}")
+    with out.status("setting up the demo consortium ..."):
+        statuses = run_demo(directory, str(current.url), progress=out.print)
+    for member_status in statuses:
+        out.rule(member_status.member.name if member_status.member else member_status.address)
+        _print_status(member_status)
+    first = directory / "aster-motors" / CONFIG_FILE
+    out.print(f"\nnext: QNODE_KEYSTORE_PASSWORD=qnode-demo qnode status -c {first}")
+    out.print("stop the chain with: scripts/chain stop")

@@ -1,0 +1,143 @@
+"""The local consortium demo: three founding members, M-of-N admission of a fourth, oracle keys.
+
+It runs against any chain on the local chainId (the Hardhat node of ``scripts/chain`` or the
+embedded chain) using Hardhat's public demo accounts, and is idempotent: run it again and it
+reuses the members and the deployed contract, redeploying only when the chain lost it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.chain.connection import ChainConnection
+from node.chain.consortium import Consortium, Founder, Role
+from node.keys import hardhat_dev_key
+from node.provisioning import CONFIG_FILE, MemberSpec, init_member
+from node.runtime import Deployment, Node, NodeStatus
+from node.settings import LOCAL_CHAIN_ID, load_settings
+
+DEMO_PASSWORD = "qnode-demo"
+DEMO_KDF_ITERATIONS = 2**14
+DEMO_THRESHOLD = 2
+DEMO_PROPOSAL_TTL = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class DemoMember:
+    name: str
+    role: str
+    dev_account: int
+    port: int
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+
+
+FOUNDERS = (
+    DemoMember("Aster Motors", "manufacturer", 0, 8601),
+    DemoMember("Borealis Cells", "supplier", 1, 8602),
+    DemoMember("Cobalt Test Lab", "lab", 2, 8603),
+)
+NEWCOMER = DemoMember("Delta Assurance", "auditor", 3, 8604)
+
+Progress = Callable[[str], None]
+
+
+def run_demo(
+    root: Path,
+    rpc_url: str,
+    connection: ChainConnection | None = None,
+    progress: Progress = lambda _message: None,
+) -> list[NodeStatus]:
+    """Bring the demo consortium to its full state on the chain at ``rpc_url``; return statuses."""
+    nodes = [_open_member(root, m, rpc_url, connection) for m in (*FOUNDERS, NEWCOMER)]
+    founders, newcomer = nodes[:3], nodes[3]
+    deployment = _ensure_consortium(founders, progress)
+    for node in nodes[1:]:
+        node.record_deployment("Consortium", deployment)
+    _ensure_admitted(founders, newcomer, progress)
+    for node in nodes:
+        _ensure_oracle(node, progress)
+    return [node.status() for node in nodes]
+
+
+def member_dir(root: Path, member: DemoMember) -> Path:
+    return root / member.slug
+
+
+def _open_member(
+    root: Path, member: DemoMember, rpc_url: str, connection: ChainConnection | None
+) -> Node:
+    directory = member_dir(root, member)
+    config = directory / CONFIG_FILE
+    if config.exists():
+        settings = load_settings(config)
+    else:
+        spec = MemberSpec(
+            name=member.name,
+            role=member.role,
+            endpoint=f"http://127.0.0.1:{member.port}",
+            rpc_url=rpc_url,
+            chain_id=LOCAL_CHAIN_ID,
+        )
+        settings = init_member(
+            directory, spec, DEMO_PASSWORD, hardhat_dev_key(member.dev_account), DEMO_KDF_ITERATIONS
+        )
+    return Node.open(settings, DEMO_PASSWORD, connection)
+
+
+def _ensure_consortium(founders: list[Node], progress: Progress) -> Deployment:
+    deployer = founders[0]
+    recorded = deployer.deployment("Consortium")
+    if recorded is not None and deployer.connection.has_code(recorded.address):
+        progress(f"Consortium already deployed at {recorded.address}")
+        return recorded
+    specs = [
+        Founder(n.address, Role.parse(n.settings.member.role), n.settings.member.name,
+                n.settings.member.endpoint)
+        for n in founders
+    ]
+    consortium, receipt = Consortium.deploy(
+        deployer.sender, specs, DEMO_THRESHOLD, DEMO_PROPOSAL_TTL
+    )
+    deployment = Deployment.of(consortium.address, receipt)
+    deployer.record_deployment("Consortium", deployment)
+    progress(
+        f"Consortium deployed at {consortium.address} (block {receipt.block_number}, "
+        f"{receipt.gas_used} gas), {len(specs)} founders, threshold {DEMO_THRESHOLD}"
+    )
+    return deployment
+
+
+def _ensure_admitted(founders: list[Node], newcomer: Node, progress: Progress) -> None:
+    proposer, approver = founders[0].consortium(), founders[1].consortium()
+    if proposer.is_active_member(newcomer.address):
+        progress(f"{newcomer.settings.member.name} is already a member")
+        return
+    member = newcomer.settings.member
+    proposed = proposer.propose_admission(
+        newcomer.address, Role.parse(member.role), member.name, member.endpoint
+    )
+    progress(
+        f"{founders[0].settings.member.name} proposed admitting {member.name} "
+        f"(proposal {proposed.proposal_id}, {proposed.approvals}/{proposer.threshold()} approvals)"
+    )
+    approved = approver.approve(proposed.proposal_id)
+    progress(
+        f"{founders[1].settings.member.name} approved proposal {approved.proposal_id}: "
+        f"{member.name} {'admitted' if approved.executed else 'still pending'}"
+    )
+
+
+def _ensure_oracle(node: Node, progress: Progress) -> None:
+    consortium = node.consortium()
+    if consortium.oracles_of(node.address):
+        return
+    local = [a for a in node.local_oracle_addresses() if consortium.oracle_of(a).member is None]
+    oracle = local[0] if local else node.create_oracle_key(DEMO_PASSWORD, DEMO_KDF_ITERATIONS).address
+    consortium.register_oracle(oracle)
+    progress(f"{node.settings.member.name} registered oracle key {oracle}")

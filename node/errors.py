@@ -1,0 +1,89 @@
+"""The one error tree of qnode.
+
+Library errors are translated into these at the adapter that meets them (``raise ... from exc``);
+the CLI prints ``str(error)`` on one line and exits non-zero, the API maps them to HTTP codes.
+"""
+
+from __future__ import annotations
+
+
+class QnodeError(Exception):
+    """Root of every error qnode raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(QnodeError):
+    """A configuration file or value is missing, malformed or inconsistent."""
+
+    exit_code = 2
+
+
+class KeystoreError(QnodeError):
+    """A keystore is missing, unreadable, or its password is wrong."""
+
+    exit_code = 3
+
+
+class ForbiddenKeyError(KeystoreError):
+    """A key that must not be used on this chain (e.g. a public development key)."""
+
+
+class ChainError(QnodeError):
+    """Talking to the chain failed."""
+
+    exit_code = 4
+
+
+class ChainUnavailableError(ChainError):
+    """The RPC endpoint cannot be reached or does not answer."""
+
+
+class RpcError(ChainError):
+    """The chain answered a JSON-RPC call with an error (``message``, ``code``, ``data`` kept)."""
+
+    def __init__(self, method: str, message: str, code: int | None = None, data: object = None):
+        super().__init__(f"{method} failed: {message}")
+        self.method = method
+        self.message = message
+        self.code = code
+        self.data = data
+
+
+class WrongChainError(ChainError):
+    """The RPC endpoint serves another chainId than the configured one."""
+
+
+class TransactionError(ChainError):
+    """A transaction could not be sent, was dropped, or failed."""
+
+
+class TransactionTimeoutError(TransactionError):
+    """No receipt arrived in time."""
+
+
+class ContractRevertError(TransactionError):
+    """A contract call or transaction reverted.
+
+    Custom errors are decoded into subclasses (see ``node.chain.contract_errors``); ``args_by_name``
+    holds their decoded arguments.
+    """
+
+    selector: str = ""
+    signature: str = ""
+
+    def __init__(self, message: str, args_by_name: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.args_by_name: dict[str, object] = dict(args_by_name or {})
+
+
+class ArtifactError(QnodeError):
+    """A contract artifact is missing, malformed, or stale against its source."""
+
+    exit_code = 5
+
+
+class LocalChainError(QnodeError):
+    """The local Hardhat chain could not be started, reached or stopped."""
+
+    exit_code = 6

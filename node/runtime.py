@@ -1,0 +1,165 @@
+"""A running member node: settings, chain connection, member key, sender and contracts together."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from node.chain.connection import ChainConnection, ChainStatus, connect
+from node.chain.consortium import Consortium, Member, OracleStatus
+from node.chain.sender import Receipt, SenderOptions, TransactionSender
+from node.errors import ConfigError
+from node.keys import read_keystore, refuse_dev_key_off_local_chain, write_keystore
+from node.settings import Settings
+
+DEPLOYMENTS_FILE = "deployments.json"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    address: str
+    block: int
+    tx_hash: str
+
+    @classmethod
+    def of(cls, address: str, receipt: Receipt) -> Deployment:
+        return cls(address, receipt.block_number, receipt.tx_hash)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    chain: ChainStatus
+    address: str
+    balance_wei: int
+    consortium: str | None
+    member: Member | None
+    threshold: int | None
+    member_count: int | None
+    oracles: tuple[OracleStatus, ...]
+
+
+class Node:
+    """One member's node. Build it with :meth:`open`; several can live in one process."""
+
+    def __init__(
+        self, settings: Settings, connection: ChainConnection, account: LocalAccount
+    ) -> None:
+        refuse_dev_key_off_local_chain(
+            account.address, connection.chain_id, settings.chain.local_chain_id
+        )
+        self.settings = settings
+        self.connection = connection
+        self.account = account
+        self.sender = TransactionSender(
+            connection,
+            account,
+            SenderOptions(
+                receipt_timeout=settings.chain.receipt_timeout,
+                confirmations=settings.chain.confirmations,
+            ),
+        )
+
+    @classmethod
+    def open(
+        cls, settings: Settings, password: str, connection: ChainConnection | None = None
+    ) -> Node:
+        """Unlock the member key and connect (or reuse ``connection``, e.g. an embedded chain)."""
+        account = read_keystore(settings.keystore_path, password)
+        return cls(settings, connection or connect(settings.chain), account)
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    # -- deployments -------------------------------------------------------------------------
+
+    @property
+    def deployments_path(self) -> Path:
+        return self.settings.data_path / DEPLOYMENTS_FILE
+
+    def deployment(self, name: str) -> Deployment | None:
+        """Where this node recorded ``name`` on the connected chain, if anywhere."""
+        entry = self._deployments().get(str(self.connection.chain_id), {}).get(name)
+        if not entry:
+            return None
+        return Deployment(str(entry["address"]), int(str(entry["block"])), str(entry["tx"]))
+
+    def record_deployment(self, name: str, deployment: Deployment) -> None:
+        deployments = self._deployments()
+        deployments.setdefault(str(self.connection.chain_id), {})[name] = {
+            "address": deployment.address,
+            "block": deployment.block,
+            "tx": deployment.tx_hash,
+        }
+        self.deployments_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.deployments_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(deployments, indent=2, sort_keys=True), encoding="utf-8")
+        temporary.replace(self.deployments_path)
+
+    def consortium_address(self) -> str | None:
+        if self.settings.contracts.consortium:
+            return self.settings.contracts.consortium
+        recorded = self.deployment("Consortium")
+        return recorded.address if recorded else None
+
+    def consortium(self) -> Consortium:
+        address = self.consortium_address()
+        if address is None:
+            raise ConfigError(
+                "no Consortium address: set contracts.consortium in the config "
+                "or run `qnode consortium deploy`"
+            )
+        return Consortium.at(self.sender, address)
+
+    def _deployments(self) -> dict[str, dict[str, dict[str, object]]]:
+        try:
+            loaded = json.loads(self.deployments_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{self.deployments_path} is unreadable: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{self.deployments_path} is not a JSON object")
+        return loaded
+
+    # -- oracle keys -------------------------------------------------------------------------
+
+    def create_oracle_key(self, password: str, kdf_iterations: int) -> LocalAccount:
+        """A new oracle key, written encrypted to the oracle keystore directory."""
+        oracle: LocalAccount = Account.create()
+        write_keystore(self.oracle_keystore(oracle.address), oracle, password, kdf_iterations)
+        return oracle
+
+    def oracle_keystore(self, address: str) -> Path:
+        return self.settings.oracle_dir / f"{address}.json"
+
+    def local_oracle_addresses(self) -> list[str]:
+        directory = self.settings.oracle_dir
+        return sorted(p.stem for p in directory.glob("0x*.json")) if directory.is_dir() else []
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self) -> NodeStatus:
+        chain = self.connection.status()
+        balance = int(self.connection.w3.eth.get_balance(self.account.address))
+        address = self.consortium_address()
+        if address is None or not self.connection.has_code(address):
+            return NodeStatus(chain, self.address, balance, address, None, None, None, ())
+        consortium = Consortium.at(self.sender, address)
+        member = consortium.member(self.address)
+        known = set(self.local_oracle_addresses()) | set(consortium.oracles_of(self.address))
+        oracles = tuple(consortium.oracle_of(oracle) for oracle in sorted(known))
+        return NodeStatus(
+            chain,
+            self.address,
+            balance,
+            address,
+            member,
+            consortium.threshold(),
+            len(consortium.members()),
+            oracles,
+        )

@@ -1,0 +1,149 @@
+"""Node settings: a TOML file plus ``QNODE_*`` environment variables, validated once, passed in.
+
+Environment variables override the file; nested fields use ``__`` (``QNODE_CHAIN__RPC_URL``).
+Relative paths in the file are taken relative to the file's directory.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from node.errors import ConfigError
+
+LOCAL_CHAIN_ID = 4717
+"""The chainId of the local consortium chain (hardhat-local and the embedded chain)."""
+
+EMBEDDED_RPC = "embedded"
+"""``chain.rpc_url`` value that selects the in-process py-evm chain."""
+
+RoleName = Literal["manufacturer", "supplier", "lab", "auditor"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MemberSettings(_Section):
+    name: str = Field(min_length=1, max_length=100)
+    role: RoleName
+    endpoint: str = Field(default="http://127.0.0.1:8600", pattern=r"^https?://\S+$")
+
+
+class ChainSettings(_Section):
+    rpc_url: str = EMBEDDED_RPC
+    chain_id: int = Field(default=LOCAL_CHAIN_ID, gt=0)
+    local_chain_id: int = Field(default=LOCAL_CHAIN_ID, gt=0)
+    poa: Literal["auto", "on", "off"] = "auto"
+    confirmations: int = Field(default=0, ge=0, le=1000)
+    request_timeout: float = Field(default=10.0, gt=0)
+    receipt_timeout: float = Field(default=120.0, gt=0)
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value != EMBEDDED_RPC and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be {EMBEDDED_RPC!r} or an http(s) URL, got {value!r}")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        return self.rpc_url == EMBEDDED_RPC
+
+
+class KeySettings(_Section):
+    keystore: Path = Path("keystore/member.json")
+    oracle_dir: Path = Path("keystore/oracles")
+
+
+class ContractSettings(_Section):
+    consortium: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+
+
+class Settings(BaseSettings):
+    """Everything a node needs to know, resolved against ``base_dir``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QNODE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    base_dir: Path = Path(".")
+    data_dir: Path = Path("data")
+    member: MemberSettings
+    chain: ChainSettings = ChainSettings()
+    keys: KeySettings = KeySettings()
+    contracts: ContractSettings = ContractSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init values; the environment must win over it.
+        return (env_settings, init_settings)
+
+    def path(self, value: Path) -> Path:
+        """``value`` made absolute against the config file's directory."""
+        return value if value.is_absolute() else (self.base_dir / value).resolve()
+
+    @property
+    def keystore_path(self) -> Path:
+        return self.path(self.keys.keystore)
+
+    @property
+    def oracle_dir(self) -> Path:
+        return self.path(self.keys.oracle_dir)
+
+    @property
+    def data_path(self) -> Path:
+        return self.path(self.data_dir)
+
+
+def load_settings(config_file: Path) -> Settings:
+    """Read ``config_file`` and the environment; raise ConfigError naming the first bad field."""
+    try:
+        text = config_file.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {config_file} not found (run `qnode init`)") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from exc
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_file}: malformed TOML: {exc}") from exc
+    values.setdefault("base_dir", str(config_file.resolve().parent))
+    return settings_from_values(values, origin=str(config_file))
+
+
+def settings_from_values(values: dict[str, Any], origin: str = "settings") -> Settings:
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {describe_validation_error(exc)}") from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first problem of a pydantic error as 'section.field: message'; the rest counted."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = "missing required field" if first["type"] == "missing" else first["msg"]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{location}: {message}{more}"
+
+
+def write_config(config_file: Path, values: dict[str, Any]) -> None:
+    """Write a config file (used by ``qnode init``); refuses to overwrite."""
+    if config_file.exists():
+        raise ConfigError(f"{config_file} already exists; refusing to overwrite it")
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(tomli_w.dumps(values), encoding="utf-8")
