@@ -9,7 +9,7 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from node.chain.connection import ChainConnection, ChainStatus, connect
+from node.chain.connection import ChainConnection, ChainStatus, connect, ensure_chain_id
 from node.chain.consortium import Consortium, Member, OracleStatus
 from node.chain.sender import Receipt, SenderOptions, TransactionSender
 from node.errors import ConfigError
@@ -48,6 +48,7 @@ class Node:
     def __init__(
         self, settings: Settings, connection: ChainConnection, account: LocalAccount
     ) -> None:
+        ensure_chain_id(connection, settings.chain.chain_id)
         refuse_dev_key_off_local_chain(
             account.address, connection.chain_id, settings.chain.local_chain_id
         )

@@ -142,12 +142,16 @@ def connect(settings: ChainSettings) -> ChainConnection:
         connection = embedded_chain(settings.chain_id)
     else:
         connection = rpc_chain(settings.rpc_url, settings.poa, settings.request_timeout)
-    if connection.chain_id != settings.chain_id:
+    ensure_chain_id(connection, settings.chain_id)
+    return connection
+
+
+def ensure_chain_id(connection: ChainConnection, expected: int) -> None:
+    if connection.chain_id != expected:
         raise WrongChainError(
             f"the chain at {connection.url} has chainId {connection.chain_id}, "
-            f"but the configuration expects {settings.chain_id}"
+            f"but the configuration expects {expected}"
         )
-    return connection
 
 
 def embedded_chain(chain_id: int) -> ChainConnection:

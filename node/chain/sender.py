@@ -47,6 +47,7 @@ _NONCE_PATTERNS = re.compile(
     re.IGNORECASE,
 )
 _KNOWN_PATTERNS = re.compile(r"already known|known transaction|already_known", re.IGNORECASE)
+_REVERT_PATTERNS = re.compile(r"revert", re.IGNORECASE)
 _FEE_PATTERNS = re.compile(r"underpriced|fee cap|feecap|max fee per gas less", re.IGNORECASE)
 
 
@@ -209,6 +210,9 @@ class TransactionSender:
                 last_error = exc
                 if _KNOWN_PATTERNS.search(exc.message):
                     return sent
+                if _REVERT_PATTERNS.search(exc.message):
+                    self.nonces.resync()  # some dev chains mine it and report the revert at once
+                    raise decode_revert(_revert_data(exc), context=request.label) from exc
                 if _NONCE_PATTERNS.search(exc.message):
                     self.nonces.resync()
                 elif _FEE_PATTERNS.search(exc.message):
@@ -348,6 +352,14 @@ class TransactionSender:
         return TransactionError(
             f"{sent.request.label}: {sent.tx_hash} reverted in block {receipt['blockNumber']}"
         )
+
+
+def _revert_data(error: RpcError) -> bytes | None:
+    data = error.data.get("data") if isinstance(error.data, dict) else error.data
+    if isinstance(data, str) and data.startswith("0x"):
+        return bytes.fromhex(data[2:])
+    match = re.search(r"return data: (0x[0-9a-fA-F]*)", error.message)
+    return bytes.fromhex(match.group(1)[2:]) if match else None
 
 
 def _int(value: Any) -> int:

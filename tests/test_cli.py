@@ -1,0 +1,142 @@
+"""The qnode command end to end against a Hardhat node, and its one-line errors on bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from node.chain.localnode import free_port
+from node.keys import hardhat_dev_key
+from tests.hardhat_node import HardhatChain
+
+PASSWORD = "correct horse"
+KDF = ["--kdf-iterations", "16"]
+
+
+def qnode(*args: str, password: str = PASSWORD, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "QNODE_KEYSTORE_PASSWORD": password, "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "node", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, fragment: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("qnode: error: ")
+    assert fragment in lines[0]
+
+
+def init_member(directory: Path, url: str, account: int, role: str = "manufacturer") -> Path:
+    result = qnode(
+        "init", "--name", f"Member {account}", "--role", role, "--dir", str(directory),
+        "--rpc-url", url, "--dev-account", str(account), *KDF,
+    )
+    assert result.returncode == 0, result.stderr
+    return directory / "qnode.toml"
+
+
+@pytest.fixture
+def founder(tmp_path: Path, hardhat_chain: HardhatChain) -> Path:
+    """A member with a freshly deployed 1-member consortium on the session's Hardhat node."""
+    config = init_member(tmp_path / "aster", hardhat_chain.url, 0)
+    deployed = qnode("consortium", "deploy", "-c", str(config), "--threshold", "1")
+    assert deployed.returncode == 0, deployed.stderr
+    return config
+
+
+def test_governance_and_oracles_through_the_cli(
+    tmp_path: Path, founder: Path, hardhat_chain: HardhatChain
+) -> None:
+    borealis = hardhat_dev_key(1).address
+    proposed = qnode("consortium", "propose", "admit", borealis, "-c", str(founder),
+                     "--role", "supplier", "--name", "Borealis Cells",
+                     "--endpoint", "http://127.0.0.1:8602")
+    assert proposed.returncode == 0, proposed.stderr
+    assert "executed" in proposed.stdout
+    members = qnode("consortium", "members", "-c", str(founder))
+    assert "Borealis Cells" in members.stdout and "threshold 1 of 2" in members.stdout
+
+    added = qnode("oracle", "add", "-c", str(founder), *KDF)
+    assert added.returncode == 0, added.stderr
+    oracle = added.stdout.split()[1]
+    assert (tmp_path / "aster" / "keystore" / "oracles" / f"{oracle}.json").is_file()
+    rotated = qnode("oracle", "rotate", oracle, "-c", str(founder), *KDF)
+    assert rotated.returncode == 0, rotated.stderr
+    replacement = rotated.stdout.split()[4]
+    revoked = qnode("oracle", "revoke", replacement, "-c", str(founder))
+    assert revoked.returncode == 0, revoked.stderr
+
+    status = qnode("status", "-c", str(founder))
+    assert status.returncode == 0, status.stderr
+    assert f"chainId 4717" in status.stdout
+    assert "Member 0 (manufacturer), active" in status.stdout
+    assert f"{oracle} inactive" in status.stdout and f"{replacement} inactive" in status.stdout
+
+
+def test_a_reverted_call_is_one_line(founder: Path) -> None:
+    result = qnode("consortium", "approve", "999", "-c", str(founder))
+    assert_one_line_error(result, 4, "Consortium.approve reverted: UnknownProposal(proposalId=999)")
+
+
+def test_a_wrong_keystore_password_is_one_line(founder: Path) -> None:
+    result = qnode("status", "-c", str(founder), password="not the password")
+    assert_one_line_error(result, 3, "wrong password for keystore")
+
+
+def test_an_rpc_on_another_chain_is_one_line(tmp_path: Path, hardhat_chain: HardhatChain) -> None:
+    config = init_member(tmp_path / "m", hardhat_chain.url, 0)
+    config.write_text(config.read_text().replace("chain_id = 4717", "chain_id = 1"))
+    result = qnode("status", "-c", str(config))
+    assert_one_line_error(result, 4, "has chainId 4717, but the configuration expects 1")
+
+
+def test_an_unreachable_rpc_is_one_line(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    config = init_member(tmp_path / "m", url, 0)
+    result = qnode("status", "-c", str(config))
+    assert_one_line_error(result, 4, f"cannot reach the chain at {url}")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('[member]\nname = "Aster"\n', "member.role: missing required field"),
+        ('[member]\nname = "Aster"\nrole = "pirate"\n', "member.role: Input should be"),
+        ('[member]\nname = "A"\nrole = "lab"\n[chain]\nchain_id = "x"\n', "chain.chain_id: Input should be a valid integer"),
+        ('[member]\nname = "A"\nrole = "lab"\n[chain]\nrpc_url = "ftp://x"\n', "chain.rpc_url: Value error"),
+        ('[member]\nname = "A"\nrole = "lab"\nsurprise = 1\n', "member.surprise: Extra inputs are not permitted"),
+        ('[member\nname = "Aster"\n', "malformed TOML"),
+    ],
+)
+def test_a_bad_config_file_is_one_line(tmp_path: Path, text: str, fragment: str) -> None:
+    config = tmp_path / "qnode.toml"
+    config.write_text(text)
+    assert_one_line_error(qnode("status", "-c", str(config)), 2, fragment)
+
+
+def test_a_missing_config_file_is_one_line(tmp_path: Path) -> None:
+    assert_one_line_error(qnode("status", "-c", str(tmp_path / "nope.toml")), 2, "not found (run `qnode init`)")
+
+
+def test_init_refuses_to_overwrite_a_member(tmp_path: Path) -> None:
+    init_member(tmp_path / "m", "embedded", 0)
+    again = qnode("init", "--name", "X", "--role", "lab", "--dir", str(tmp_path / "m"), *KDF)
+    assert_one_line_error(again, 2, "already holds a member")
+
+
+def test_no_password_and_no_terminal_is_one_line(tmp_path: Path) -> None:
+    config = init_member(tmp_path / "m", "embedded", 0)
+    assert_one_line_error(qnode("status", "-c", str(config), password=""), 3, "no keystore password")
