@@ -21,10 +21,10 @@ from web3 import HTTPProvider, Web3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from node.chain.connection import rpc_chain  # noqa: E402
-from node.chain.localnode import LocalChain, free_port  # noqa: E402
-from node.chain.sender import TransactionSender, TxRequest  # noqa: E402
-from node.keys import hardhat_dev_key  # noqa: E402
+from node.chain.connection import rpc_chain
+from node.chain.localnode import LocalChain, free_port
+from node.chain.sender import TransactionSender, TxRequest
+from node.keys import hardhat_dev_key
 
 TRANSFER_GAS = 21_000
 TARGET_RATIO = 0.80
@@ -37,8 +37,14 @@ def plain_round(w3: Web3, account: LocalAccount, to: str, count: int) -> float:
     fees = {"maxFeePerGas": 2 * int(block["baseFeePerGas"]) + 10**9, "maxPriorityFeePerGas": 10**9}
     raws = [
         account.sign_transaction(
-            {"chainId": w3.eth.chain_id, "nonce": nonce + i, "to": to, "value": 1,
-             "gas": TRANSFER_GAS, **fees}
+            {
+                "chainId": w3.eth.chain_id,
+                "nonce": nonce + i,
+                "to": to,
+                "value": 1,
+                "gas": TRANSFER_GAS,
+                **fees,
+            }
         ).raw_transaction
         for i in range(count)
     ]
@@ -58,7 +64,9 @@ def node_round(sender: TransactionSender, to: str, count: int, gas: int | None) 
 
 
 def median_rate(rounds: list[float]) -> str:
-    return f"{statistics.median(rounds):7.1f} tx/s (rounds: {', '.join(f'{r:.0f}' for r in rounds)})"
+    return (
+        f"{statistics.median(rounds):7.1f} tx/s (rounds: {', '.join(f'{r:.0f}' for r in rounds)})"
+    )
 
 
 def main() -> int:
@@ -78,9 +86,15 @@ def main() -> int:
             sender = TransactionSender(connection, node_account)
             to = hardhat_dev_key(12).address
             runs: dict[str, Callable[[], float]] = {
-                "plain web3, pre-signed raw": lambda: plain_round(plain_w3, plain_account, to, args.count),
-                "node sender (sign+nonce+checked receipts)": lambda: node_round(sender, to, args.count, TRANSFER_GAS),
-                "node sender, gas estimated per tx": lambda: node_round(sender, to, args.count // 4, None),
+                "plain web3, pre-signed raw": lambda: plain_round(
+                    plain_w3, plain_account, to, args.count
+                ),
+                "node sender (sign+nonce+checked receipts)": lambda: node_round(
+                    sender, to, args.count, TRANSFER_GAS
+                ),
+                "node sender, gas estimated per tx": lambda: node_round(
+                    sender, to, args.count // 4, None
+                ),
             }
             for run in runs.values():
                 run()  # warm-up: connections, caches, the JIT in Hardhat's EDR

@@ -84,7 +84,9 @@ def _duration(text: str) -> int:
 def init(
     name: Annotated[str, typer.Option(help="The member's name.")],
     role: Annotated[str, typer.Option(help="manufacturer, supplier, lab or auditor.")],
-    directory: Annotated[Path, typer.Option("--dir", help="Where to write the member.")] = Path("."),
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write the member.")] = Path(
+        "."
+    ),
     endpoint: Annotated[str, typer.Option(help="This node's API URL.")] = "http://127.0.0.1:8600",
     rpc_url: Annotated[str, typer.Option(help="JSON-RPC URL or 'embedded'.")] = (
         "http://127.0.0.1:8545"
@@ -134,7 +136,9 @@ def _print_status(status: NodeStatus) -> None:
     state = "active" if member.active else "NOT a member"
     out.print(f"[bold]member[/]     {member.name or '-'} ({member.role.label}), {state}")
     for oracle in status.oracles:
-        out.print(f"[bold]oracle[/]     {oracle.oracle} {'active' if oracle.active else 'inactive'}")
+        out.print(
+            f"[bold]oracle[/]     {oracle.oracle} {'active' if oracle.active else 'inactive'}"
+        )
 
 
 # -- consortium ----------------------------------------------------------------------------
@@ -184,7 +188,13 @@ def consortium_members(config: ConfigOption = DEFAULT_CONFIG) -> None:
 
 
 def _member_row(member: Member) -> tuple[str, str, str, str, str]:
-    return (member.address, member.name, member.role.label, member.endpoint, str(member.admitted_at))
+    return (
+        member.address,
+        member.name,
+        member.role.label,
+        member.endpoint,
+        str(member.admitted_at),
+    )
 
 
 @consortium_app.command("proposals")
@@ -195,8 +205,14 @@ def consortium_proposals(config: ConfigOption = DEFAULT_CONFIG) -> None:
     threshold = consortium.threshold()
     for p in consortium.proposals():
         state = "executed" if p.executed else "open"
-        table.add_row(str(p.proposal_id), p.kind.name.lower(), p.subject,
-                      f"{p.approvals}/{threshold}", str(p.expires_at), state)
+        table.add_row(
+            str(p.proposal_id),
+            p.kind.name.lower(),
+            p.subject,
+            f"{p.approvals}/{threshold}",
+            str(p.expires_at),
+            state,
+        )
     out.print(table)
 
 
@@ -282,7 +298,9 @@ def oracle_list(config: ConfigOption = DEFAULT_CONFIG) -> None:
 
 # -- local chain and demo ------------------------------------------------------------------
 
-RunDirOption = Annotated[Path, typer.Option(help="Where the PID and log files live.")]
+RunDirOption = Annotated[
+    Path | None, typer.Option(help="Where the PID and log files live [default: .qnode/chain].")
+]
 
 
 @chain_app.command("start")
@@ -290,39 +308,43 @@ def chain_start(
     port: Annotated[int, typer.Option(help="Loopback port.")] = 8545,
     mining: Annotated[str, typer.Option(help="auto, interval or manual.")] = "auto",
     interval_ms: Annotated[int, typer.Option(help="Block interval for interval mining.")] = 1000,
-    run_dir: RunDirOption = default_run_dir(),
+    run_dir: RunDirOption = None,
 ) -> None:
     """Start the local Hardhat consortium chain on loopback."""
-    started = LocalChain(run_dir).start(port=port, mining=mining, interval_ms=interval_ms)
+    started = LocalChain(run_dir or default_run_dir()).start(
+        port=port, mining=mining, interval_ms=interval_ms
+    )
     out.print(f"local chain running at {started.url} (pid {started.pid}, log {started.log_file})")
 
 
 @chain_app.command("stop")
-def chain_stop(run_dir: RunDirOption = default_run_dir()) -> None:
+def chain_stop(run_dir: RunDirOption = None) -> None:
     """Stop the local chain by its PID."""
-    stopped = LocalChain(run_dir).stop()
+    stopped = LocalChain(run_dir or default_run_dir()).stop()
     out.print("local chain stopped" if stopped else "no local chain was running")
 
 
 @chain_app.command("status")
-def chain_status(run_dir: RunDirOption = default_run_dir()) -> None:
+def chain_status(run_dir: RunDirOption = None) -> None:
     """Whether the local chain runs, and its head block."""
-    current = LocalChain(run_dir).status()
+    current = LocalChain(run_dir or default_run_dir()).status()
     out.print(current.message)
 
 
 @app.command()
 def demo(
     port: Annotated[int, typer.Option(help="Port of the local chain.")] = 8545,
-    directory: Annotated[Path, typer.Option("--dir", help="Where the demo members live.")] = (
-        default_run_dir().parent / "demo"
-    ),
-    run_dir: RunDirOption = default_run_dir(),
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Where the demo members live [default: .qnode/demo]."),
+    ] = None,
+    run_dir: RunDirOption = None,
 ) -> None:
     """Start the local chain, set up and deploy the demo consortium, print every member's status."""
     from node.demo import run_demo
 
-    chain = LocalChain(run_dir)
+    directory = directory or default_run_dir().parent / "demo"
+    chain = LocalChain(run_dir or default_run_dir())
     current = chain.status()
     if not current.running:
         out.print(f"starting the local chain on 127.0.0.1:{port} ...")

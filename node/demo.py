@@ -97,8 +97,12 @@ def _ensure_consortium(founders: list[Node], progress: Progress) -> Deployment:
         progress(f"Consortium already deployed at {recorded.address}")
         return recorded
     specs = [
-        Founder(n.address, Role.parse(n.settings.member.role), n.settings.member.name,
-                n.settings.member.endpoint)
+        Founder(
+            n.address,
+            Role.parse(n.settings.member.role),
+            n.settings.member.name,
+            n.settings.member.endpoint,
+        )
         for n in founders
     ]
     consortium, receipt = Consortium.deploy(
@@ -138,6 +142,8 @@ def _ensure_oracle(node: Node, progress: Progress) -> None:
     if consortium.oracles_of(node.address):
         return
     local = [a for a in node.local_oracle_addresses() if consortium.oracle_of(a).member is None]
-    oracle = local[0] if local else node.create_oracle_key(DEMO_PASSWORD, DEMO_KDF_ITERATIONS).address
+    oracle = (
+        local[0] if local else node.create_oracle_key(DEMO_PASSWORD, DEMO_KDF_ITERATIONS).address
+    )
     consortium.register_oracle(oracle)
     progress(f"{node.settings.member.name} registered oracle key {oracle}")

@@ -11,7 +11,13 @@ from eth_account.signers.local import LocalAccount
 from node.chain.consortium import Role
 from node.errors import ConfigError
 from node.keys import DEFAULT_KDF_ITERATIONS, write_keystore
-from node.settings import LOCAL_CHAIN_ID, Settings, load_settings, settings_from_values, write_config
+from node.settings import (
+    LOCAL_CHAIN_ID,
+    Settings,
+    load_settings,
+    settings_from_values,
+    write_config,
+)
 
 CONFIG_FILE = "qnode.toml"
 

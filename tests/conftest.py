@@ -53,7 +53,9 @@ def consortium_2_of_3(
     Returns one binding per dev account 0..5, each sending as that account.
     """
     founders = [
-        Founder(dev_accounts[0].address, Role.MANUFACTURER, "Aster Motors", "http://127.0.0.1:8601"),
+        Founder(
+            dev_accounts[0].address, Role.MANUFACTURER, "Aster Motors", "http://127.0.0.1:8601"
+        ),
         Founder(dev_accounts[1].address, Role.SUPPLIER, "Borealis Cells", "http://127.0.0.1:8602"),
         Founder(dev_accounts[2].address, Role.LAB, "Cobalt Test Lab", "http://127.0.0.1:8603"),
     ]

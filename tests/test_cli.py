@@ -17,7 +17,9 @@ PASSWORD = "correct horse"
 KDF = ["--kdf-iterations", "16"]
 
 
-def qnode(*args: str, password: str = PASSWORD, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def qnode(
+    *args: str, password: str = PASSWORD, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "QNODE_KEYSTORE_PASSWORD": password, "NO_COLOR": "1", "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-m", "node", *args],
@@ -30,7 +32,9 @@ def qnode(*args: str, password: str = PASSWORD, cwd: Path | None = None) -> subp
     )
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, fragment: str) -> None:
+def assert_one_line_error(
+    result: subprocess.CompletedProcess[str], code: int, fragment: str
+) -> None:
     assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
@@ -41,8 +45,18 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, f
 
 def init_member(directory: Path, url: str, account: int, role: str = "manufacturer") -> Path:
     result = qnode(
-        "init", "--name", f"Member {account}", "--role", role, "--dir", str(directory),
-        "--rpc-url", url, "--dev-account", str(account), *KDF,
+        "init",
+        "--name",
+        f"Member {account}",
+        "--role",
+        role,
+        "--dir",
+        str(directory),
+        "--rpc-url",
+        url,
+        "--dev-account",
+        str(account),
+        *KDF,
     )
     assert result.returncode == 0, result.stderr
     return directory / "qnode.toml"
@@ -61,9 +75,20 @@ def test_governance_and_oracles_through_the_cli(
     tmp_path: Path, founder: Path, hardhat_chain: HardhatChain
 ) -> None:
     borealis = hardhat_dev_key(1).address
-    proposed = qnode("consortium", "propose", "admit", borealis, "-c", str(founder),
-                     "--role", "supplier", "--name", "Borealis Cells",
-                     "--endpoint", "http://127.0.0.1:8602")
+    proposed = qnode(
+        "consortium",
+        "propose",
+        "admit",
+        borealis,
+        "-c",
+        str(founder),
+        "--role",
+        "supplier",
+        "--name",
+        "Borealis Cells",
+        "--endpoint",
+        "http://127.0.0.1:8602",
+    )
     assert proposed.returncode == 0, proposed.stderr
     assert "executed" in proposed.stdout
     members = qnode("consortium", "members", "-c", str(founder))
@@ -81,7 +106,7 @@ def test_governance_and_oracles_through_the_cli(
 
     status = qnode("status", "-c", str(founder))
     assert status.returncode == 0, status.stderr
-    assert f"chainId 4717" in status.stdout
+    assert "chainId 4717" in status.stdout
     assert "Member 0 (manufacturer), active" in status.stdout
     assert f"{oracle} inactive" in status.stdout and f"{replacement} inactive" in status.stdout
 
@@ -115,9 +140,18 @@ def test_an_unreachable_rpc_is_one_line(tmp_path: Path) -> None:
     [
         ('[member]\nname = "Aster"\n', "member.role: missing required field"),
         ('[member]\nname = "Aster"\nrole = "pirate"\n', "member.role: Input should be"),
-        ('[member]\nname = "A"\nrole = "lab"\n[chain]\nchain_id = "x"\n', "chain.chain_id: Input should be a valid integer"),
-        ('[member]\nname = "A"\nrole = "lab"\n[chain]\nrpc_url = "ftp://x"\n', "chain.rpc_url: Value error"),
-        ('[member]\nname = "A"\nrole = "lab"\nsurprise = 1\n', "member.surprise: Extra inputs are not permitted"),
+        (
+            '[member]\nname = "A"\nrole = "lab"\n[chain]\nchain_id = "x"\n',
+            "chain.chain_id: Input should be a valid integer",
+        ),
+        (
+            '[member]\nname = "A"\nrole = "lab"\n[chain]\nrpc_url = "ftp://x"\n',
+            "chain.rpc_url: Value error",
+        ),
+        (
+            '[member]\nname = "A"\nrole = "lab"\nsurprise = 1\n',
+            "member.surprise: Extra inputs are not permitted",
+        ),
         ('[member\nname = "Aster"\n', "malformed TOML"),
     ],
 )
@@ -128,7 +162,9 @@ def test_a_bad_config_file_is_one_line(tmp_path: Path, text: str, fragment: str)
 
 
 def test_a_missing_config_file_is_one_line(tmp_path: Path) -> None:
-    assert_one_line_error(qnode("status", "-c", str(tmp_path / "nope.toml")), 2, "not found (run `qnode init`)")
+    assert_one_line_error(
+        qnode("status", "-c", str(tmp_path / "nope.toml")), 2, "not found (run `qnode init`)"
+    )
 
 
 def test_init_refuses_to_overwrite_a_member(tmp_path: Path) -> None:
@@ -139,4 +175,6 @@ def test_init_refuses_to_overwrite_a_member(tmp_path: Path) -> None:
 
 def test_no_password_and_no_terminal_is_one_line(tmp_path: Path) -> None:
     config = init_member(tmp_path / "m", "embedded", 0)
-    assert_one_line_error(qnode("status", "-c", str(config), password=""), 3, "no keystore password")
+    assert_one_line_error(
+        qnode("status", "-c", str(config), password=""), 3, "no keystore password"
+    )

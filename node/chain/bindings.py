@@ -44,8 +44,12 @@ class ContractBinding:
             raise ArtifactError(f"{artifact.name} has no bytecode: it cannot be deployed")
         factory = sender.connection.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
         data = factory.constructor(*args).data_in_transaction
-        request = TxRequest(to=None, data=bytes.fromhex(data.removeprefix("0x")), gas=gas,
-                            label=f"{artifact.name}.constructor")
+        request = TxRequest(
+            to=None,
+            data=bytes.fromhex(data.removeprefix("0x")),
+            gas=gas,
+            label=f"{artifact.name}.constructor",
+        )
         receipt = sender.transact(request)
         if receipt.contract_address is None:
             raise ChainError(f"{artifact.name} deployment {receipt.tx_hash} created no contract")

@@ -77,7 +77,9 @@ class ChainConnection:
         error = response.get("error")
         if error is not None:
             if isinstance(error, dict):
-                raise RpcError(method, str(error.get("message", error)), error.get("code"), error.get("data"))
+                raise RpcError(
+                    method, str(error.get("message", error)), error.get("code"), error.get("data")
+                )
             raise RpcError(method, str(error))
         return response["result"]
 

@@ -220,7 +220,9 @@ class TransactionSender:
                     self.fees.refresh()
                 else:
                     self.nonces.resync()
-                    raise TransactionError(f"{request.label}: the chain refused it: {exc.message}") from exc
+                    raise TransactionError(
+                        f"{request.label}: the chain refused it: {exc.message}"
+                    ) from exc
         raise TransactionError(
             f"{request.label}: still refused after {MAX_SEND_ATTEMPTS} attempts: "
             f"{last_error.message if last_error else 'unknown'}"
@@ -241,7 +243,11 @@ class TransactionSender:
         return SentTx(request, _hex(signed.hash), nonce, gas, bytes(signed.raw_transaction))
 
     def _call_fields(self, request: TxRequest) -> dict[str, Any]:
-        fields: dict[str, Any] = {"from": self.address, "value": request.value, "data": request.data}
+        fields: dict[str, Any] = {
+            "from": self.address,
+            "value": request.value,
+            "data": request.data,
+        }
         if request.to is not None:
             fields["to"] = request.to
         return fields

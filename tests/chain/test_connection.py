@@ -1,4 +1,4 @@
-"""Connecting: chainId checked, unreachable endpoints named, PoA extraData handled, dev keys refused."""
+"""Connecting: chainId checked, unreachable endpoints named, PoA blocks read, dev keys refused."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def test_hardhat_reports_the_local_chain_id(hardhat_chain: HardhatChain) -> None
 
 
 def test_hardhat_on_another_chain_id_is_refused(hardhat_chain: HardhatChain) -> None:
-    with pytest.raises(WrongChainError, match=f"has chainId {LOCAL_CHAIN_ID}, but the configuration expects 1$"):
+    with pytest.raises(
+        WrongChainError, match=f"has chainId {LOCAL_CHAIN_ID}, but the configuration expects 1$"
+    ):
         connect(ChainSettings(rpc_url=hardhat_chain.url, chain_id=1))
 
 
@@ -54,7 +56,9 @@ def test_a_node_refuses_a_connection_to_another_chain(tmp_path: Path) -> None:
 
 def test_an_unreachable_endpoint_is_named() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(ChainUnavailableError, match=f"cannot reach the chain at {url}: connection refused"):
+    with pytest.raises(
+        ChainUnavailableError, match=f"cannot reach the chain at {url}: connection refused"
+    ):
         connect(ChainSettings(rpc_url=url, request_timeout=2))
 
 
