@@ -104,9 +104,9 @@ class NonceManager:
         self._next += 1
         return nonce
 
-    def resync(self) -> int:
-        self._next = self._fetch()
-        return self._next
+    def forget(self) -> None:
+        """Drop the local counter; the next ``take`` asks the chain again."""
+        self._next = None
 
     @property
     def next_nonce(self) -> int | None:
@@ -201,8 +201,7 @@ class TransactionSender:
     def _send_locked(self, request: TxRequest, gas: int) -> SentTx:
         last_error: RpcError | None = None
         for _attempt in range(MAX_SEND_ATTEMPTS):
-            nonce = self.nonces.take()
-            sent = self._sign(request, gas, nonce)
+            sent = self._sign(request, gas, self.nonces.take())
             try:
                 self.connection.rpc("eth_sendRawTransaction", [_hex(sent.raw)])
                 return sent
@@ -210,19 +209,19 @@ class TransactionSender:
                 last_error = exc
                 if _KNOWN_PATTERNS.search(exc.message):
                     return sent
+                self.nonces.forget()  # whatever went wrong, the chain's count is the truth now
                 if _REVERT_PATTERNS.search(exc.message):
-                    self.nonces.resync()  # some dev chains mine it and report the revert at once
+                    # some development chains mine a reverting transaction and report it at once
                     raise decode_revert(_revert_data(exc), context=request.label) from exc
-                if _NONCE_PATTERNS.search(exc.message):
-                    self.nonces.resync()
-                elif _FEE_PATTERNS.search(exc.message):
-                    self.nonces.resync()
+                if _FEE_PATTERNS.search(exc.message):
                     self.fees.refresh()
-                else:
-                    self.nonces.resync()
+                elif not _NONCE_PATTERNS.search(exc.message):
                     raise TransactionError(
                         f"{request.label}: the chain refused it: {exc.message}"
                     ) from exc
+            except ChainError:
+                self.nonces.forget()  # unknown whether it arrived: never leave a gap behind
+                raise
         raise TransactionError(
             f"{request.label}: still refused after {MAX_SEND_ATTEMPTS} attempts: "
             f"{last_error.message if last_error else 'unknown'}"
@@ -315,7 +314,7 @@ class TransactionSender:
                         f"{sent.request.label}: rebroadcast of dropped {sent.tx_hash} refused: "
                         f"{exc.message}"
                     ) from exc
-                self.nonces.resync()  # the chain lost earlier nonces too: sign again from its view
+                self.nonces.forget()  # the chain lost earlier nonces too: sign again from its view
                 return self._send_locked(sent.request, sent.gas)
 
     def _checked(self, sent: SentTx, receipt: TxReceipt, deadline: float) -> Receipt:

@@ -50,7 +50,9 @@ def test_admission_waits_for_the_threshold_then_executes(
     assert proposal.kind is ProposalKind.ADMIT and proposal.executed
 
 
-def test_a_member_votes_once(consortium_2_of_3: list[Consortium], dev_accounts: list[LocalAccount]) -> None:
+def test_a_member_votes_once(
+    consortium_2_of_3: list[Consortium], dev_accounts: list[LocalAccount]
+) -> None:
     aster = consortium_2_of_3[0]
     proposed = aster.propose_admission(dev_accounts[3].address, Role.AUDITOR, *NEWCOMER)
     with pytest.raises(AlreadyApproved) as raised:
@@ -86,7 +88,9 @@ def test_non_members_can_neither_propose_nor_approve(
 ) -> None:
     aster, outsider = consortium_2_of_3[0], consortium_2_of_3[4]
     with pytest.raises(NotActiveMember) as raised:
-        outsider.propose_admission(dev_accounts[4].address, Role.SUPPLIER, "Echo Parts", "http://x.test")
+        outsider.propose_admission(
+            dev_accounts[4].address, Role.SUPPLIER, "Echo Parts", "http://x.test"
+        )
     assert raised.value.args_by_name["account"] == dev_accounts[4].address
     proposed = aster.propose_admission(dev_accounts[3].address, Role.AUDITOR, *NEWCOMER)
     with pytest.raises(NotActiveMember):
@@ -100,7 +104,9 @@ def test_a_removed_member_loses_its_vote(
     admit = aster.propose_admission(dev_accounts[3].address, Role.AUDITOR, *NEWCOMER)
     borealis.approve(admit.proposal_id)
     # Delta votes to admit Echo, then Delta is removed: its vote no longer counts.
-    echo = delta.propose_admission(dev_accounts[4].address, Role.SUPPLIER, "Echo Parts", "http://127.0.0.1:8605")
+    echo = delta.propose_admission(
+        dev_accounts[4].address, Role.SUPPLIER, "Echo Parts", "http://127.0.0.1:8605"
+    )
     removal = aster.propose_removal(dev_accounts[3].address)
     cobalt.approve(removal.proposal_id)
     assert not aster.is_active_member(dev_accounts[3].address)

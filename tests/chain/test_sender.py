@@ -13,7 +13,7 @@ from node.chain.consortium import Consortium
 from node.chain.contract_errors import UnknownProposal
 from node.chain.localnode import LocalChain, free_port
 from node.chain.sender import SenderOptions, TransactionSender, TxRequest
-from node.errors import TransactionError
+from node.errors import ChainUnavailableError, TransactionError
 from tests.hardhat_node import HardhatChain
 
 SenderFactory = Callable[[LocalAccount], TransactionSender]
@@ -143,14 +143,18 @@ def test_the_sender_recovers_when_the_chain_node_restarts(
     dev_accounts: list[LocalAccount],
 ) -> None:
     local = LocalChain(tmp_path_factory.mktemp("restart"))
-    started = local.start(port=free_port())
+    started_port = free_port()
+    started = local.start(port=started_port)
     try:
         assert started.url is not None
         chain = rpc_chain(started.url)
         sender = TransactionSender(chain, dev_accounts[0])
         sender.wait_all([sender.send(transfer(dev_accounts[1].address)) for _ in range(3)])
         assert sender.nonces.next_nonce == 3
-        local.restart()  # a fresh Hardhat chain on the same URL: the account's nonce is 0 again
+        local.stop()
+        with pytest.raises(ChainUnavailableError, match="cannot reach the chain"):
+            sender.send(transfer(dev_accounts[1].address))
+        local.start(port=started_port)  # a fresh chain on the same URL: the nonce is 0 again
         receipt = sender.transact(transfer(dev_accounts[1].address))
         assert receipt.block_number == 1
         assert sender.nonces.next_nonce == 1
