@@ -38,7 +38,6 @@ from node.errors import LocalChainError
 
 __all__ = [
     "DEFAULT_PORT",
-    "LOCAL_CHAIN_ID",
     "MINING_MODES",
     "LocalChain",
     "LocalChainStatus",
@@ -48,9 +47,6 @@ __all__ = [
     "main",
     "rpc_call",
 ]
-
-LOCAL_CHAIN_ID = 4717
-"""The fixed chainId of the local chain (``networks.hardhat.chainId`` in hardhat.config.js)."""
 
 DEFAULT_PORT = 8545
 MINING_MODES = ("auto", "interval", "manual")

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 from node.chain.localnode import (
-    LOCAL_CHAIN_ID,
     PID_FILE_NAME,
     LocalChain,
     default_hardhat_dir,
@@ -24,6 +23,7 @@ from node.chain.localnode import (
     rpc_call,
 )
 from node.errors import LocalChainError
+from node.settings import LOCAL_CHAIN_ID
 
 if TYPE_CHECKING:
     from tests.hardhat_node import HardhatChain
