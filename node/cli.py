@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from node.chain.consortium import Consortium, Founder, Member, Role
+from node.chain.consortium import Approval, Consortium, Founder, Role
 from node.chain.localnode import LocalChain, default_run_dir
 from node.errors import ConfigError, KeystoreError, QnodeError
 from node.keys import DEFAULT_KDF_ITERATIONS, PASSWORD_ENV, hardhat_dev_key, read_keystore
@@ -33,7 +34,8 @@ app.add_typer(consortium_app, name="consortium")
 app.add_typer(oracle_app, name="oracle")
 app.add_typer(chain_app, name="chain")
 
-out = Console(highlight=False)
+# Piped output keeps whole addresses on one line rather than folding them at 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 ConfigOption = Annotated[
     Path,
@@ -180,40 +182,43 @@ def _founder(text: str) -> Founder:
 def consortium_members(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """List the active members."""
     consortium = _open(config).consortium()
-    table = Table("address", "name", "role", "endpoint", "admitted")
-    for member in consortium.members():
-        table.add_row(*_member_row(member))
+    members = consortium.members()
+    table = Table("name", "role", "endpoint", "admitted (UTC)")
+    table.add_column("address", min_width=42, no_wrap=True)
+    for member in members:
+        table.add_row(
+            member.name,
+            member.role.label,
+            member.endpoint,
+            _utc(member.admitted_at),
+            member.address,
+        )
     out.print(table)
-    out.print(f"threshold {consortium.threshold()} of {len(consortium.members())}")
-
-
-def _member_row(member: Member) -> tuple[str, str, str, str, str]:
-    return (
-        member.address,
-        member.name,
-        member.role.label,
-        member.endpoint,
-        str(member.admitted_at),
-    )
+    out.print(f"threshold {consortium.threshold()} of {len(members)}")
 
 
 @consortium_app.command("proposals")
 def consortium_proposals(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """List governance proposals."""
     consortium = _open(config).consortium()
-    table = Table("id", "kind", "subject", "approvals", "expires", "state")
+    table = Table("id", "kind", "approvals", "expires (UTC)", "state")
+    table.add_column("subject", min_width=42, no_wrap=True)
     threshold = consortium.threshold()
     for p in consortium.proposals():
         state = "executed" if p.executed else "open"
         table.add_row(
             str(p.proposal_id),
             p.kind.name.lower(),
-            p.subject,
             f"{p.approvals}/{threshold}",
-            str(p.expires_at),
+            _utc(p.expires_at),
             state,
+            p.subject,
         )
     out.print(table)
+
+
+def _utc(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 @consortium_app.command("propose")
@@ -233,8 +238,7 @@ def consortium_propose(
         result = consortium.propose_removal(subject)
     else:
         raise ConfigError(f"unknown proposal kind {kind!r}: use admit or remove")
-    done = "executed" if result.executed else "waiting for approvals"
-    out.print(f"proposal {result.proposal_id}: {result.approvals} approval(s), {done}")
+    _print_approval(result)
 
 
 @consortium_app.command("approve")
@@ -243,9 +247,12 @@ def consortium_approve(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Approve a proposal; it executes when the threshold is reached."""
-    result = _open(config).consortium().approve(proposal_id)
+    _print_approval(_open(config).consortium().approve(proposal_id))
+
+
+def _print_approval(result: Approval) -> None:
     done = "executed" if result.executed else "waiting for approvals"
-    out.print(f"proposal {proposal_id}: {result.approvals} approval(s), {done}")
+    out.print(f"proposal {result.proposal_id}: {result.approvals} approval(s), {done}")
 
 
 # -- oracle keys ---------------------------------------------------------------------------
@@ -292,8 +299,15 @@ def oracle_revoke(
 
 @oracle_app.command("list")
 def oracle_list(config: ConfigOption = DEFAULT_CONFIG) -> None:
-    """This member's oracle keys, local and on-chain."""
-    _print_status(_open(config).status())
+    """This member's oracle keys: registered on-chain, held in the local keystore, or both."""
+    node = _open(config)
+    held = set(node.local_oracle_addresses())
+    table = Table("state", "key held here")
+    table.add_column("oracle", min_width=42, no_wrap=True)
+    for oracle in node.status().oracles:
+        state = "active" if oracle.active else "inactive"
+        table.add_row(state, "yes" if oracle.oracle in held else "no", oracle.oracle)
+    out.print(table)
 
 
 # -- local chain and demo ------------------------------------------------------------------
@@ -356,5 +370,5 @@ def demo(
         out.rule(member_status.member.name if member_status.member else member_status.address)
         _print_status(member_status)
     first = directory / "aster-motors" / CONFIG_FILE
-    out.print(f"\nnext: QNODE_KEYSTORE_PASSWORD=qnode-demo qnode status -c {first}")
+    out.print(f"\nnext: QNODE_KEYSTORE_PASSWORD=qnode-demo .venv/bin/qnode status -c {first}")
     out.print("stop the chain with: scripts/chain stop")

@@ -109,6 +109,10 @@ def test_governance_and_oracles_through_the_cli(
     assert "chainId 4717" in status.stdout
     assert "Member 0 (manufacturer), active" in status.stdout
     assert f"{oracle} inactive" in status.stdout and f"{replacement} inactive" in status.stdout
+    listed = qnode("oracle", "list", "-c", str(founder))
+    assert listed.returncode == 0, listed.stderr
+    rows = [line for line in listed.stdout.splitlines() if "0x" in line]
+    assert len(rows) == 2 and all("inactive" in row and "yes" in row for row in rows)
 
 
 def test_a_reverted_call_is_one_line(founder: Path) -> None:

@@ -596,25 +596,15 @@ class LocalChain:
             return LocalChainStatus(
                 False, None, None, None, None, None, f"not running (no PID file in {self.run_dir})"
             )
+        stale = None
         if not _pid_alive(record.pid):
+            stale = "has exited"
+        elif not _is_hardhat_node(record.pid, record.port):
+            stale = "is not a Hardhat node"
+        if stale is not None:
+            message = f"not running: stale PID file (process {record.pid} {stale})"
             return LocalChainStatus(
-                False,
-                record.pid,
-                record.url,
-                None,
-                None,
-                record.log_file,
-                f"not running: stale PID file (process {record.pid} has exited)",
-            )
-        if not _is_hardhat_node(record.pid, record.port):
-            return LocalChainStatus(
-                False,
-                record.pid,
-                record.url,
-                None,
-                None,
-                record.log_file,
-                f"not running: stale PID file (process {record.pid} is not a Hardhat node)",
+                False, record.pid, record.url, None, None, record.log_file, message
             )
         try:
             chain_id = _hex_to_int(rpc_call(record.url, "eth_chainId"), "chainId")

@@ -28,7 +28,7 @@ from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCErro
 from web3.types import TxReceipt
 
 from node.chain.connection import ChainConnection, translate_chain_errors
-from node.chain.revert import decode_revert, revert_data_from_exception
+from node.chain.revert import contract_error_from_exception, decode_revert
 from node.errors import (
     ChainError,
     ContractRevertError,
@@ -193,10 +193,10 @@ class TransactionSender:
             try:
                 yield
             except (ContractLogicError, Web3RPCError, TransactionFailed, ValueError) as exc:
-                data = revert_data_from_exception(exc)
-                if data is None and "revert" not in str(exc).lower():
+                error = contract_error_from_exception(exc, context=label)
+                if error is None:
                     raise
-                raise decode_revert(data, context=label) from exc
+                raise error from exc
 
     def _send_locked(self, request: TxRequest, gas: int) -> SentTx:
         last_error: RpcError | None = None
@@ -212,7 +212,8 @@ class TransactionSender:
                 self.nonces.forget()  # whatever went wrong, the chain's count is the truth now
                 if _REVERT_PATTERNS.search(exc.message):
                     # some development chains mine a reverting transaction and report it at once
-                    raise decode_revert(_revert_data(exc), context=request.label) from exc
+                    error = contract_error_from_exception(exc, context=request.label)
+                    raise error or decode_revert(None, context=request.label) from exc
                 if _FEE_PATTERNS.search(exc.message):
                     self.fees.refresh()
                 elif not _NONCE_PATTERNS.search(exc.message):
@@ -357,14 +358,6 @@ class TransactionSender:
         return TransactionError(
             f"{sent.request.label}: {sent.tx_hash} reverted in block {receipt['blockNumber']}"
         )
-
-
-def _revert_data(error: RpcError) -> bytes | None:
-    data = error.data.get("data") if isinstance(error.data, dict) else error.data
-    if isinstance(data, str) and data.startswith("0x"):
-        return bytes.fromhex(data[2:])
-    match = re.search(r"return data: (0x[0-9a-fA-F]*)", error.message)
-    return bytes.fromhex(match.group(1)[2:]) if match else None
 
 
 def _int(value: Any) -> int:
