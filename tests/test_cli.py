@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -182,3 +185,48 @@ def test_no_password_and_no_terminal_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(
         qnode("status", "-c", str(config), password=""), 3, "no keystore password"
     )
+
+
+def test_init_asks_for_the_password_at_a_terminal(tmp_path: Path) -> None:
+    """Without QNODE_KEYSTORE_PASSWORD, init prompts twice on the terminal; status then unlocks."""
+    directory = tmp_path / "m"
+    args = ["init", "--name", "Aster", "--role", "lab", "--dir", str(directory)]
+    args += ["--rpc-url", "embedded", *KDF]
+    transcript = run_at_terminal(args, answers=["s3cret pass", "s3cret pass"])
+    assert "Keystore password" in transcript and "member address 0x" in transcript
+    unlocked = qnode("status", "-c", str(directory / "qnode.toml"), password="s3cret pass")
+    assert unlocked.returncode == 0, unlocked.stderr
+    assert "consortium not deployed" in unlocked.stdout
+    wrong = qnode("status", "-c", str(directory / "qnode.toml"), password="other")
+    assert_one_line_error(wrong, 3, "wrong password for keystore")
+
+
+def run_at_terminal(args: list[str], answers: list[str], timeout: float = 60) -> str:
+    """Run qnode with a pseudo-terminal as its controlling terminal, answering each prompt."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a new session whose terminal is the pty
+        env = {k: v for k, v in os.environ.items() if k != "QNODE_KEYSTORE_PASSWORD"}
+        os.execve(sys.executable, [sys.executable, "-m", "node", *args], env)
+    output = b""
+    pending = list(answers)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            # click prints "Keystore password:" and getpass adds " " once echo is off: answer then
+            if pending and output.endswith(b": "):
+                os.write(fd, pending.pop(0).encode() + b"\n")
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")
+    return output.decode(errors="replace")
