@@ -87,3 +87,27 @@ class LocalChainError(QnodeError):
     """The local Hardhat chain could not be started, reached or stopped."""
 
     exit_code = 6
+
+
+class RecordError(QnodeError):
+    """A record is malformed: unknown type or field, a value that cannot be stored (NaN, inf)."""
+
+    exit_code = 7
+
+
+class PrivacyError(QnodeError):
+    """Private data would leave the store (a leaf, a transaction or a log)."""
+
+    exit_code = 7
+
+
+class StoreError(QnodeError):
+    """The off-chain store or blob store failed, or a record or batch is not there."""
+
+    exit_code = 8
+
+
+class ProofError(QnodeError):
+    """A proof or proof bundle does not verify, or is malformed."""
+
+    exit_code = 9

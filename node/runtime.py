@@ -9,11 +9,16 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from node.anchoring.batcher import Batcher, BatchPolicy
+from node.chain.anchor_registry import AnchorRegistry
 from node.chain.connection import ChainConnection, ChainStatus, connect, ensure_chain_id
 from node.chain.consortium import Consortium, Member, OracleStatus
 from node.chain.sender import Receipt, SenderOptions, TransactionSender
-from node.errors import ConfigError
+from node.errors import ConfigError, KeystoreError
 from node.keys import read_keystore, refuse_dev_key_off_local_chain, write_keystore
+from node.offchain.blobs import BlobStore
+from node.offchain.classification import Classification
+from node.offchain.store import Store
 from node.settings import Settings
 
 DEPLOYMENTS_FILE = "deployments.json"
@@ -46,7 +51,11 @@ class Node:
     """One member's node. Build it with :meth:`open`; several can live in one process."""
 
     def __init__(
-        self, settings: Settings, connection: ChainConnection, account: LocalAccount
+        self,
+        settings: Settings,
+        connection: ChainConnection,
+        account: LocalAccount,
+        password: str = "",
     ) -> None:
         ensure_chain_id(connection, settings.chain.chain_id)
         refuse_dev_key_off_local_chain(
@@ -55,6 +64,8 @@ class Node:
         self.settings = settings
         self.connection = connection
         self.account = account
+        self._password = password
+        self._store: Store | None = None
         self.sender = TransactionSender(
             connection,
             account,
@@ -70,7 +81,7 @@ class Node:
     ) -> Node:
         """Unlock the member key and connect (or reuse ``connection``, e.g. an embedded chain)."""
         account = read_keystore(settings.keystore_path, password)
-        return cls(settings, connection or connect(settings.chain), account)
+        return cls(settings, connection or connect(settings.chain), account, password)
 
     @property
     def address(self) -> str:
@@ -102,19 +113,33 @@ class Node:
         temporary.replace(self.deployments_path)
 
     def consortium_address(self) -> str | None:
-        if self.settings.contracts.consortium:
-            return self.settings.contracts.consortium
-        recorded = self.deployment("Consortium")
-        return recorded.address if recorded else None
+        return self._contract_address("Consortium", self.settings.contracts.consortium)
 
     def consortium(self) -> Consortium:
-        address = self.consortium_address()
+        return Consortium.at(self.sender, self._require("Consortium", self.consortium_address()))
+
+    def anchor_registry_address(self) -> str | None:
+        return self._contract_address("AnchorRegistry", self.settings.contracts.anchor_registry)
+
+    def anchor_registry(self, sender: TransactionSender | None = None) -> AnchorRegistry:
+        """The registry, read (and written, with an oracle's sender) through ``sender``."""
+        address = self._require("AnchorRegistry", self.anchor_registry_address())
+        return AnchorRegistry.at(sender or self.sender, address)
+
+    def _contract_address(self, name: str, configured: str | None) -> str | None:
+        if configured:
+            return configured
+        recorded = self.deployment(name)
+        return recorded.address if recorded else None
+
+    @staticmethod
+    def _require(name: str, address: str | None) -> str:
         if address is None:
+            key = "consortium" if name == "Consortium" else "anchor_registry"
             raise ConfigError(
-                "no Consortium address: set contracts.consortium in the config "
-                "or run `qnode consortium deploy`"
+                f"no {name} address: set contracts.{key} in the config or deploy it first"
             )
-        return Consortium.at(self.sender, address)
+        return address
 
     def _deployments(self) -> dict[str, dict[str, dict[str, object]]]:
         try:
@@ -134,6 +159,38 @@ class Node:
         oracle: LocalAccount = Account.create()
         write_keystore(self.oracle_keystore(oracle.address), oracle, password, kdf_iterations)
         return oracle
+
+    def oracle_sender(self) -> TransactionSender:
+        """A sender for this member's first locally held oracle key that is active on-chain."""
+        consortium = self.consortium()
+        for address in self.local_oracle_addresses():
+            if consortium.oracle_of(address).active:
+                oracle = read_keystore(self.oracle_keystore(address), self._password)
+                return TransactionSender(self.connection, oracle, self.sender.options)
+        raise KeystoreError(
+            f"no active oracle key of {self.address} in {self.settings.oracle_dir} "
+            "(run `qnode oracle add`)"
+        )
+
+    # -- off-chain store ---------------------------------------------------------------------
+
+    def store(self) -> Store:
+        """The member's store, opened (and migrated) on first use."""
+        if self._store is None:
+            settings = self.settings
+            blobs = BlobStore(settings.blob_path, settings.store.max_blob_bytes)
+            classification = Classification.from_config(settings.record_types)
+            self._store = Store.open(settings.store_url, classification, blobs)
+        return self._store
+
+    def batcher(self) -> Batcher:
+        policy = BatchPolicy(self.settings.anchoring.max_leaves, self.settings.anchoring.max_age_s)
+        return Batcher(self.store(), self.address, policy)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def oracle_keystore(self, address: str) -> Path:
         return self.settings.oracle_dir / f"{address}.json"

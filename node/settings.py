@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from node.errors import ConfigError
+from node.offchain.classification import DEFAULT_RECORD_TYPES
 
 LOCAL_CHAIN_ID = 4717
 """The chainId of the local consortium chain (hardhat-local and the embedded chain)."""
@@ -23,6 +24,7 @@ EMBEDDED_RPC = "embedded"
 """``chain.rpc_url`` value that selects the in-process py-evm chain."""
 
 RoleName = Literal["manufacturer", "supplier", "lab", "auditor"]
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 
 
 class _Section(BaseModel):
@@ -62,7 +64,20 @@ class KeySettings(_Section):
 
 
 class ContractSettings(_Section):
-    consortium: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+    consortium: str | None = Field(default=None, pattern=ADDRESS_PATTERN)
+    anchor_registry: str | None = Field(default=None, pattern=ADDRESS_PATTERN)
+
+
+class StoreSettings(_Section):
+    url: str | None = None
+    """SQLAlchemy URL; default: SQLite (WAL) at ``<data_dir>/store.db``."""
+    blob_dir: Path = Path("blobs")
+    max_blob_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+
+
+class AnchoringSettings(_Section):
+    max_leaves: int = Field(default=4096, ge=1, le=2**20)
+    max_age_s: float = Field(default=5.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -78,6 +93,11 @@ class Settings(BaseSettings):
     chain: ChainSettings = ChainSettings()
     keys: KeySettings = KeySettings()
     contracts: ContractSettings = ContractSettings()
+    store: StoreSettings = StoreSettings()
+    anchoring: AnchoringSettings = AnchoringSettings()
+    record_types: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: dict(DEFAULT_RECORD_TYPES)
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -106,6 +126,18 @@ class Settings(BaseSettings):
     @property
     def data_path(self) -> Path:
         return self.path(self.data_dir)
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.data_path / 'store.db'}"
+
+    @property
+    def blob_path(self) -> Path:
+        return (
+            self.store.blob_dir
+            if self.store.blob_dir.is_absolute()
+            else (self.data_path / self.store.blob_dir)
+        )
 
 
 def load_settings(config_file: Path) -> Settings:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from eth_account.signers.local import LocalAccount
+from sqlalchemy import create_engine
 
 from node.chain.connection import ChainConnection, embedded_chain, rpc_chain
 from node.chain.consortium import Consortium, Founder, Role
@@ -63,3 +67,31 @@ def consortium_2_of_3(
     return [deployed] + [
         Consortium.at(make_sender(account), deployed.address) for account in dev_accounts[1:6]
     ]
+
+
+POSTGRES_URL_ENV = "QNODE_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: SQLite in tmp_path, or a new schema of the test PostgreSQL.
+
+    PostgreSQL comes from QNODE_TEST_POSTGRES_URL (set by .ci/run); without it those cases skip.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    base = os.environ.get(POSTGRES_URL_ENV)
+    if not base:
+        pytest.skip(f"{POSTGRES_URL_ENV} is not set")
+    schema = f"qnode_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()

@@ -1,0 +1,1 @@
+"""Merkle anchoring: OpenZeppelin-compatible trees, the batcher and its outbox, proofs."""

@@ -1,0 +1,113 @@
+"""Data classes: which fields of which record type are critical, anchored or private.
+
+The class of every field is configuration, checked at ingestion: an unknown record type or field is
+refused, and a private field can never be routed into a leaf or a transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cached_property
+from typing import Any
+
+from node.errors import ConfigError, PrivacyError, RecordError
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,99}")
+
+
+class DataClass(StrEnum):
+    CRITICAL = "critical"  # the full value goes on-chain, signed by an oracle
+    ANCHORED = "anchored"  # stays off-chain; its leaf is in a batch whose root is on-chain
+    PRIVATE = "private"  # stays off-chain; on-chain at most a salted commitment
+
+
+@dataclass(frozen=True)
+class RecordType:
+    name: str
+    fields: Mapping[str, DataClass]
+
+    def split(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(public fields, private fields) of ``values``; unknown fields are refused."""
+        if not self.fields.keys() >= values.keys():
+            unknown = ", ".join(sorted(values.keys() - self.fields.keys()))
+            raise RecordError(f"record type {self.name!r} has no field(s) {unknown}")
+        private_names = self.private_fields
+        if not private_names:
+            return dict(values), {}
+        public = {k: v for k, v in values.items() if k not in private_names}
+        private = {k: v for k, v in values.items() if k in private_names}
+        return public, private
+
+    @cached_property
+    def private_fields(self) -> frozenset[str]:
+        return frozenset(n for n, c in self.fields.items() if c is DataClass.PRIVATE)
+
+    def check_public(self, field_names: Iterable[str]) -> None:
+        """Refuse to route any private field of this type into a leaf, transaction or log."""
+        leaking = sorted(n for n in field_names if self.fields.get(n) is DataClass.PRIVATE)
+        if leaking:
+            raise PrivacyError(
+                f"private field(s) {', '.join(leaking)} of record type {self.name!r} "
+                "may not leave the store"
+            )
+
+    @property
+    def critical_fields(self) -> tuple[str, ...]:
+        return tuple(n for n, c in self.fields.items() if c is DataClass.CRITICAL)
+
+
+@dataclass(frozen=True)
+class Classification:
+    types: Mapping[str, RecordType]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Mapping[str, str]]) -> Classification:
+        types: dict[str, RecordType] = {}
+        for name, fields in config.items():
+            if not _NAME.fullmatch(name):
+                raise ConfigError(f"record type name {name!r} must match {_NAME.pattern}")
+            try:
+                classes = {field: DataClass(value) for field, value in fields.items()}
+            except ValueError as exc:
+                choices = ", ".join(c.value for c in DataClass)
+                raise ConfigError(f"record_types.{name}: {exc} (expected {choices})") from exc
+            if not classes:
+                raise ConfigError(f"record_types.{name}: a record type needs at least one field")
+            types[name] = RecordType(name, classes)
+        return cls(types)
+
+    def of(self, record_type: str) -> RecordType:
+        try:
+            return self.types[record_type]
+        except KeyError:
+            raise RecordError(f"unknown record type {record_type!r}") from None
+
+
+DEFAULT_RECORD_TYPES: dict[str, dict[str, str]] = {
+    "coating_thickness": {
+        "line": "anchored",
+        "station": "anchored",
+        "thickness_um": "anchored",
+        "operator_id": "private",
+    },
+    "bake_curve": {
+        "cell_id": "anchored",
+        "sampling_ms": "anchored",
+        "curve_blob": "anchored",
+        "operator_badge": "private",
+    },
+    "inspection": {
+        "part_id": "anchored",
+        "characteristic": "anchored",
+        "value": "anchored",
+        "unit": "anchored",
+        "verdict": "critical",
+        "inspector_id": "private",
+        "biometric_template": "private",
+    },
+    "environment": {"area": "anchored", "temperature_c": "anchored", "humidity_pct": "anchored"},
+}
+"""Record types known out of the box; a member's config can add or replace them."""

@@ -1,0 +1,84 @@
+"""Records, private fields, the anchoring outbox and batches.
+
+Revision ID: 0001
+Revises:
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+HASH = sa.String(66)
+SEQUENCE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "records",
+        sa.Column("record_id", HASH, primary_key=True),
+        sa.Column("record_type", sa.String(100), nullable=False),
+        sa.Column("observed_at_us", sa.BigInteger, nullable=False),
+        sa.Column("stored_at_us", sa.BigInteger, nullable=False),
+        sa.Column("public_json", sa.Text, nullable=False),
+        sa.Column("private_commitment", HASH, nullable=True),
+        sa.Column("content_hash", HASH, nullable=False),
+    )
+    op.create_table(
+        "private_fields",
+        sa.Column(
+            "record_id",
+            HASH,
+            sa.ForeignKey("records.record_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("salt", sa.LargeBinary(32), nullable=False),
+        sa.Column("values_json", sa.Text, nullable=False),
+    )
+    op.create_table(
+        "anchor_outbox",
+        sa.Column("seq", SEQUENCE, primary_key=True, autoincrement=True),
+        sa.Column("record_id", HASH, nullable=False, unique=True),
+        sa.Column("batch_id", HASH, nullable=True),
+        sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    )
+    # The queue: rows not yet in a batch. A partial index stays small, and unlike a seq watermark
+    # it also finds a row whose transaction committed after a later seq was batched (PostgreSQL).
+    op.create_index(
+        "ix_anchor_outbox_queue",
+        "anchor_outbox",
+        ["seq"],
+        sqlite_where=sa.text("batch_id IS NULL"),
+        postgresql_where=sa.text("batch_id IS NULL"),
+    )
+    op.create_table(
+        "anchor_batches",
+        sa.Column("batch_id", HASH, primary_key=True),
+        sa.Column("seq_from", sa.BigInteger, nullable=False),
+        sa.Column("seq_to", sa.BigInteger, nullable=False),
+        sa.Column("leaf_count", sa.Integer, nullable=False),
+        sa.Column("root", HASH, nullable=False),
+        sa.Column("manifest_hash", HASH, nullable=False),
+        sa.Column("manifest_blob", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("closed_at_us", sa.BigInteger, nullable=False),
+        sa.Column("tx_hash", HASH, nullable=True),
+        sa.Column("block_number", sa.BigInteger, nullable=True),
+        sa.Column("chain_id", sa.BigInteger, nullable=True),
+        sa.Column("contract", sa.String(42), nullable=True),
+        sa.Column("oracle", sa.String(42), nullable=True),
+        sa.Column("anchored_at_us", sa.BigInteger, nullable=True),
+    )
+    op.create_index("ix_anchor_batches_status", "anchor_batches", ["status"])
+
+
+def downgrade() -> None:
+    op.drop_table("anchor_batches")
+    op.drop_table("anchor_outbox")
+    op.drop_table("private_fields")
+    op.drop_table("records")

@@ -1,0 +1,72 @@
+"""SQLAlchemy models of the off-chain store. The schema itself is owned by Alembic migrations."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+SequenceKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RecordRow(Base):
+    """An accepted record: its public (non-private) fields and the hash that goes in its leaf."""
+
+    __tablename__ = "records"
+
+    record_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    record_type: Mapped[str] = mapped_column(String(100))
+    observed_at_us: Mapped[int] = mapped_column(BigInteger)
+    stored_at_us: Mapped[int] = mapped_column(BigInteger)
+    public_json: Mapped[str] = mapped_column(Text)
+    private_commitment: Mapped[str | None] = mapped_column(String(66))
+    content_hash: Mapped[str] = mapped_column(String(66))
+
+
+class PrivateFieldsRow(Base):
+    """Private fields of a record: never leave the store; only their salted commitment does."""
+
+    __tablename__ = "private_fields"
+
+    record_id: Mapped[str] = mapped_column(
+        String(66), ForeignKey("records.record_id", ondelete="CASCADE"), primary_key=True
+    )
+    salt: Mapped[bytes] = mapped_column(LargeBinary(32))
+    values_json: Mapped[str] = mapped_column(Text)
+
+
+class OutboxRow(Base):
+    """A record's place in the anchoring queue, written with the record; ``batch_id`` once batched."""
+
+    __tablename__ = "anchor_outbox"
+
+    seq: Mapped[int] = mapped_column(SequenceKey, primary_key=True, autoincrement=True)
+    record_id: Mapped[str] = mapped_column(String(66), unique=True)
+    batch_id: Mapped[str | None] = mapped_column(String(66))
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class BatchRow(Base):
+    """A closed batch: the outbox rows carrying its id; its tree dump (manifest) is a blob."""
+
+    __tablename__ = "anchor_batches"
+
+    batch_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    seq_from: Mapped[int] = mapped_column(BigInteger)
+    seq_to: Mapped[int] = mapped_column(BigInteger)
+    leaf_count: Mapped[int] = mapped_column(Integer)
+    root: Mapped[str] = mapped_column(String(66))
+    manifest_hash: Mapped[str] = mapped_column(String(66))
+    manifest_blob: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    closed_at_us: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    chain_id: Mapped[int | None] = mapped_column(BigInteger)
+    contract: Mapped[str | None] = mapped_column(String(42))
+    oracle: Mapped[str | None] = mapped_column(String(42))
+    anchored_at_us: Mapped[int | None] = mapped_column(BigInteger)
