@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
+from node.anchoring.proofs import build_bundle, load_bundle, verify_bundle, verify_store
+from node.chain.anchor_registry import AnchorRegistry
 from node.chain.consortium import Approval, Consortium, Founder, Role
 from node.chain.localnode import LocalChain, default_run_dir
-from node.errors import ConfigError, KeystoreError, QnodeError
+from node.chain.sender import TxRequest
+from node.errors import (
+    ChainUnavailableError,
+    ConfigError,
+    KeystoreError,
+    ProofError,
+    QnodeError,
+    RecordError,
+)
 from node.keys import DEFAULT_KDF_ITERATIONS, PASSWORD_ENV, hardhat_dev_key, read_keystore
+from node.offchain.records import RecordInput
 from node.provisioning import CONFIG_FILE, MemberSpec, init_member
 from node.runtime import Deployment, Node, NodeStatus
 from node.settings import LOCAL_CHAIN_ID, load_settings
@@ -32,7 +46,9 @@ oracle_app = typer.Typer(no_args_is_help=True, help="This member's oracle signin
 chain_app = typer.Typer(no_args_is_help=True, help="The local Hardhat consortium chain.")
 app.add_typer(consortium_app, name="consortium")
 app.add_typer(oracle_app, name="oracle")
+anchor_app = typer.Typer(no_args_is_help=True, help="Merkle batches anchored on-chain.")
 app.add_typer(chain_app, name="chain")
+app.add_typer(anchor_app, name="anchor")
 
 # Piped output keeps whole addresses on one line rather than folding them at 80 columns.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -264,6 +280,9 @@ def oracle_add(
     address: Annotated[
         str | None, typer.Option(help="Register an externally held key instead of a new one.")
     ] = None,
+    fund: Annotated[
+        float, typer.Option(help="ETH to send the key for its gas (0 on free-gas chains).")
+    ] = 0.0,
     kdf_iterations: Annotated[int, typer.Option(hidden=True)] = DEFAULT_KDF_ITERATIONS,
 ) -> None:
     """Create an oracle key (kept encrypted here) and register it for this member."""
@@ -271,6 +290,10 @@ def oracle_add(
     oracle = address or node.create_oracle_key(_password(), kdf_iterations).address
     receipt = node.consortium().register_oracle(oracle)
     out.print(f"oracle {oracle} registered in block {receipt.block_number}")
+    if fund > 0:
+        wei = int(fund * 10**18)
+        node.sender.transact(TxRequest(to=oracle, value=wei, gas=21_000, label="fund oracle"))
+        out.print(f"sent {fund} ETH to {oracle} for gas")
 
 
 @oracle_app.command("rotate")
@@ -308,6 +331,190 @@ def oracle_list(config: ConfigOption = DEFAULT_CONFIG) -> None:
         state = "active" if oracle.active else "inactive"
         table.add_row(state, "yes" if oracle.oracle in held else "no", oracle.oracle)
     out.print(table)
+
+
+# -- records, anchoring, proofs ------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(help="JSON lines: {type, fields, observed_at_us[, id]}.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    batch_size: Annotated[int, typer.Option(help="Records per database transaction.")] = 5000,
+) -> None:
+    """Store records through the batch API (each batch all or nothing) and queue them."""
+    store = _open(config).store()
+    lines = _read_lines(file)
+    stored = 0
+    with Progress(console=out, transient=True) as progress:
+        task = progress.add_task("storing", total=len(lines))
+        for start in range(0, len(lines), batch_size):
+            chunk = [
+                _record_input(file, start + i, line)
+                for i, line in enumerate(lines[start : start + batch_size])
+            ]
+            stored += len(store.add_records(chunk))
+            progress.update(task, advance=len(chunk))
+    out.print(f"stored {stored} records from {file}")
+
+
+def _read_lines(file: Path) -> list[str]:
+    try:
+        return [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file}: {exc.strerror}") from exc
+
+
+def _record_input(file: Path, index: int, line: str) -> RecordInput:
+    try:
+        item = json.loads(line)
+        return RecordInput(
+            item["type"], item["fields"], int(item["observed_at_us"]), item.get("id")
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RecordError(f"{file} line {index + 1}: not a record ({exc})") from exc
+
+
+@anchor_app.command("deploy")
+def anchor_deploy(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Deploy AnchorRegistry.sol for this consortium."""
+    node = _open(config)
+    consortium = node.consortium()
+    registry, receipt = AnchorRegistry.deploy(node.sender, consortium.address)
+    node.record_deployment("AnchorRegistry", Deployment.of(registry.address, receipt))
+    out.print(f"AnchorRegistry deployed at {registry.address} in block {receipt.block_number}")
+
+
+@anchor_app.command("run")
+def anchor_run(
+    config: ConfigOption = DEFAULT_CONFIG,
+    once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False,
+    force: Annotated[bool, typer.Option(help="Close a partial batch at once.")] = False,
+) -> None:
+    """Close batches and anchor them with this member's oracle key, until interrupted."""
+    node = _open(config)
+    batcher = node.batcher()
+    registry = node.anchor_registry(node.oracle_sender())
+    while True:
+        closed = batcher.close_batches(force=force)
+        try:
+            anchored = batcher.anchor_pending(registry)
+            batcher.track_confirmations(
+                node.connection.head_block(), node.settings.chain.confirmations
+            )
+            state = f"anchored {len(anchored)}"
+        except ChainUnavailableError as exc:
+            state = f"chain unavailable, batches stay queued ({exc})"
+        out.print(f"closed {len(closed)} batch(es), {state}, {batcher.queued()} record(s) queued")
+        if once:
+            return
+        time.sleep(min(node.settings.anchoring.max_age_s, 5.0))
+
+
+@anchor_app.command("status")
+def anchor_status(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Queued records and batches by state."""
+    batcher = _open(config).batcher()
+    table = Table("status", "leaves", "block", "root")
+    table.add_column("batch", min_width=66, no_wrap=True)
+    for batch in batcher.batches():
+        table.add_row(
+            batch.status,
+            str(batch.leaf_count),
+            str(batch.block_number or "-"),
+            batch.root[:18] + "…",
+            batch.batch_id,
+        )
+    out.print(table)
+    out.print(f"{batcher.queued()} record(s) queued in the outbox")
+
+
+@anchor_app.command("dump")
+def anchor_dump(
+    batch_id: Annotated[str, typer.Argument(help="The batch id.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Print a batch's tree in @openzeppelin/merkle-tree's standard-v1 dump format."""
+    batcher = _open(config).batcher()
+    print(json.dumps(batcher.manifest(batcher.batch(batch_id)).dump(), indent=2))
+
+
+@app.command()
+def proof(
+    record_id: Annotated[str, typer.Argument(help="The record id.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
+) -> None:
+    """Write a self-contained proof bundle for an anchored record."""
+    node = _open(config)
+    bundle = json.dumps(build_bundle(node.store(), node.batcher(), record_id), indent=2)
+    if output is None:
+        print(bundle)
+    else:
+        output.write_text(bundle + "\n", encoding="utf-8")
+        out.print(f"wrote {output}")
+
+
+@app.command("verify-bundle")
+def verify_bundle_command(
+    file: Annotated[Path, typer.Argument(help="A proof bundle.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    offline: Annotated[bool, typer.Option(help="Check the hashes only, not the chain.")] = False,
+) -> None:
+    """Check a proof bundle offline, and against this node's chain unless --offline."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProofError(f"cannot read {file}: {exc.strerror}") from exc
+    bundle = load_bundle(text)
+    registry = None
+    if not offline:
+        node = _open(config)
+        registry = AnchorRegistry.at(node.sender, str(bundle.get("anchor", {}).get("contract")))
+    checked = verify_bundle(bundle, registry)
+    where = "and on-chain" if checked.on_chain else "offline"
+    out.print(f"valid {where}: record {checked.record_id} in batch {checked.batch_id}")
+
+
+@app.command()
+def verify(
+    config: ConfigOption = DEFAULT_CONFIG,
+    since: Annotated[str | None, typer.Option(help="ISO time: batches closed from then.")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time: batches closed until then.")] = None,
+) -> None:
+    """Re-hash the store (or a time range) against the chain; list every record tampered with."""
+    node = _open(config)
+    with Progress(console=out, transient=True) as progress:
+        task = progress.add_task("verifying batches", total=None)
+        findings = verify_store(
+            node.store(),
+            node.batcher(),
+            node.anchor_registry(),
+            since_us=_iso_us(since),
+            until_us=_iso_us(until),
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    if not findings:
+        out.print("every anchored record matches the chain")
+        return
+    table = Table("reason", "batch")
+    table.add_column("record", min_width=66, no_wrap=True)
+    for finding in findings:
+        table.add_row(finding.reason, finding.batch_id or "-", finding.record_id)
+    out.print(table)
+    raise ProofError(f"{len(findings)} record(s) do not match what was anchored")
+
+
+def _iso_us(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"bad time {text!r}: use ISO 8601, e.g. 2026-11-25T08:00:00Z") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1_000_000)
 
 
 # -- local chain and demo ------------------------------------------------------------------

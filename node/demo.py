@@ -7,14 +7,21 @@ reuses the members and the deployed contract, redeploying only when the chain lo
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from node.anchoring.proofs import build_bundle, verify_bundle
+from node.chain.anchor_registry import AnchorRegistry
 from node.chain.connection import ChainConnection
 from node.chain.consortium import Consortium, Founder, Role
+from node.chain.sender import TxRequest
 from node.keys import hardhat_dev_key
+from node.offchain.records import RecordInput
+from node.offchain.store import now_us
 from node.provisioning import CONFIG_FILE, MemberSpec, init_member
 from node.runtime import Deployment, Node, NodeStatus
 from node.settings import LOCAL_CHAIN_ID, load_settings
@@ -23,6 +30,8 @@ DEMO_PASSWORD = "qnode-demo"
 DEMO_KDF_ITERATIONS = 2**14
 DEMO_THRESHOLD = 2
 DEMO_PROPOSAL_TTL = 7 * 24 * 3600
+ORACLE_FUNDING_WEI = 10**18
+SAMPLE_RECORDS = 1000
 
 
 @dataclass(frozen=True)
@@ -56,12 +65,18 @@ def run_demo(
     """Bring the demo consortium to its full state on the chain at ``rpc_url``; return statuses."""
     nodes = [_open_member(root, m, rpc_url, connection) for m in (*FOUNDERS, NEWCOMER)]
     founders, newcomer = nodes[:3], nodes[3]
-    deployment = _ensure_consortium(founders, progress)
+    consortium, fresh = _ensure_consortium(founders, progress)
+    if fresh:  # a new chain: what the stores anchored before went with the old one
+        for node in nodes:
+            _clear_store(node)
+    registry = _ensure_registry(founders[0], progress)
     for node in nodes[1:]:
-        node.record_deployment("Consortium", deployment)
+        node.record_deployment("Consortium", consortium)
+        node.record_deployment("AnchorRegistry", registry)
     _ensure_admitted(founders, newcomer, progress)
     for node in nodes:
         _ensure_oracle(node, progress)
+    _anchor_sample(founders[0], root, progress)
     return [node.status() for node in nodes]
 
 
@@ -90,12 +105,13 @@ def _open_member(
     return Node.open(settings, DEMO_PASSWORD, connection)
 
 
-def _ensure_consortium(founders: list[Node], progress: Progress) -> Deployment:
+def _ensure_consortium(founders: list[Node], progress: Progress) -> tuple[Deployment, bool]:
+    """The consortium's deployment, and whether it was deployed just now."""
     deployer = founders[0]
     recorded = deployer.deployment("Consortium")
     if recorded is not None and deployer.connection.has_code(recorded.address):
         progress(f"Consortium already deployed at {recorded.address}")
-        return recorded
+        return recorded, False
     specs = [
         Founder(
             n.address,
@@ -114,7 +130,25 @@ def _ensure_consortium(founders: list[Node], progress: Progress) -> Deployment:
         f"Consortium deployed at {consortium.address} (block {receipt.block_number}, "
         f"{receipt.gas_used} gas), {len(specs)} founders, threshold {DEMO_THRESHOLD}"
     )
+    return deployment, True
+
+
+def _ensure_registry(deployer: Node, progress: Progress) -> Deployment:
+    recorded = deployer.deployment("AnchorRegistry")
+    if recorded is not None and deployer.connection.has_code(recorded.address):
+        return recorded
+    registry, receipt = AnchorRegistry.deploy(deployer.sender, deployer.consortium().address)
+    deployment = Deployment.of(registry.address, receipt)
+    deployer.record_deployment("AnchorRegistry", deployment)
+    progress(f"AnchorRegistry deployed at {registry.address} ({receipt.gas_used} gas)")
     return deployment
+
+
+def _clear_store(node: Node) -> None:
+    node.close()
+    for path in node.settings.data_path.glob("store.db*"):
+        path.unlink()
+    shutil.rmtree(node.settings.blob_path, ignore_errors=True)
 
 
 def _ensure_admitted(founders: list[Node], newcomer: Node, progress: Progress) -> None:
@@ -146,4 +180,40 @@ def _ensure_oracle(node: Node, progress: Progress) -> None:
         local[0] if local else node.create_oracle_key(DEMO_PASSWORD, DEMO_KDF_ITERATIONS).address
     )
     consortium.register_oracle(oracle)
-    progress(f"{node.settings.member.name} registered oracle key {oracle}")
+    node.sender.transact(TxRequest(to=oracle, value=ORACLE_FUNDING_WEI, gas=21_000, label="fund"))
+    progress(f"{node.settings.member.name} registered and funded oracle key {oracle}")
+
+
+def _anchor_sample(node: Node, root: Path, progress: Progress) -> None:
+    """Store a morning of coating measurements, anchor them, and prove one with a bundle."""
+    store, batcher = node.store(), node.batcher()
+    if store.count_records() == 0:
+        start = now_us()
+        samples = [
+            RecordInput(
+                "coating_thickness",
+                {
+                    "line": "C2",
+                    "station": f"S{i % 4}",
+                    "thickness_um": round(98.0 + (i % 7) * 0.3, 2),
+                    "operator_id": "badge-20931",
+                },
+                start + i * 500_000,
+            )
+            for i in range(SAMPLE_RECORDS)
+        ]
+        store.add_records(samples)
+        progress(f"{node.settings.member.name} stored {SAMPLE_RECORDS} coating measurements")
+    batcher.close_batches(force=True)
+    registry = node.anchor_registry(node.oracle_sender())
+    for batch in batcher.anchor_pending(registry):
+        progress(
+            f"batch {batch.batch_id[:18]}… of {batch.leaf_count} records anchored in block "
+            f"{batch.block_number}"
+        )
+    first = batcher.records_of(batcher.batches()[0])[0]
+    bundle = build_bundle(store, batcher, first.record_id)
+    path = root / "proof-example.json"
+    path.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
+    verify_bundle(bundle, node.anchor_registry())
+    progress(f"proof of record {first.record_id[:18]}… written to {path} and verified on-chain")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -230,3 +231,59 @@ def run_at_terminal(args: list[str], answers: list[str], timeout: float = 60) ->
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")
     return output.decode(errors="replace")
+
+
+def test_records_are_ingested_anchored_proven_and_verified(
+    tmp_path: Path, founder: Path, hardhat_chain: HardhatChain
+) -> None:
+    records = tmp_path / "records.jsonl"
+    lines = [
+        {
+            "type": "coating_thickness",
+            "observed_at_us": 1_795_000_000_000_000 + i,
+            "fields": {"line": "C2", "station": "S1", "thickness_um": 98.5, "operator_id": "b-1"},
+        }
+        for i in range(30)
+    ]
+    records.write_text("\n".join(json.dumps(line) for line in lines))
+    for command in (
+        ["anchor", "deploy"],
+        ["oracle", "add", "--fund", "1", *KDF],
+        ["ingest", str(records)],
+        ["anchor", "run", "--once", "--force"],
+    ):
+        result = qnode(*command, "-c", str(founder))
+        assert result.returncode == 0, (command, result.stderr)
+    assert "anchored 1" in result.stdout
+
+    status = qnode("anchor", "status", "-c", str(founder))
+    batch_id = next(w for w in status.stdout.split() if w.startswith("0x") and len(w) == 66)
+    dump = qnode("anchor", "dump", batch_id, "-c", str(founder))
+    assert json.loads(dump.stdout)["format"] == "standard-v1"
+
+    record_id = json.loads(dump.stdout)["values"][0]["value"][0]
+    bundle = tmp_path / "bundle.json"
+    made = qnode("proof", record_id, "-o", str(bundle), "-c", str(founder))
+    assert made.returncode == 0, made.stderr
+    checked = qnode("verify-bundle", str(bundle), "-c", str(founder))
+    assert checked.returncode == 0 and "valid and on-chain" in checked.stdout, checked.stderr
+    assert "valid offline" in qnode("verify-bundle", str(bundle), "--offline").stdout
+
+    edited = json.loads(bundle.read_text())
+    edited["record"]["fields"]["thickness_um"] = 99.9
+    bundle.write_text(json.dumps(edited))
+    refused = qnode("verify-bundle", str(bundle), "--offline")
+    assert_one_line_error(refused, 9, "the record does not hash to the bundle's leaf")
+    bundle.write_text(json.dumps(edited)[:100])
+    assert_one_line_error(qnode("verify-bundle", str(bundle), "--offline"), 9, "not JSON")
+
+    verified = qnode("verify", "-c", str(founder))
+    assert verified.returncode == 0 and "every anchored record matches" in verified.stdout
+
+
+def test_an_unknown_record_type_in_a_file_is_one_line(tmp_path: Path, founder: Path) -> None:
+    records = tmp_path / "records.jsonl"
+    records.write_text(json.dumps({"type": "gossip", "fields": {}, "observed_at_us": 1}))
+    assert_one_line_error(
+        qnode("ingest", str(records), "-c", str(founder)), 7, "unknown record type"
+    )

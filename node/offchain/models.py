@@ -40,7 +40,7 @@ class PrivateFieldsRow(Base):
 
 
 class OutboxRow(Base):
-    """A record's place in the anchoring queue, written with the record; ``batch_id`` once batched."""
+    """A record's place in the anchoring queue, written with it; ``batch_id`` set once batched."""
 
     __tablename__ = "anchor_outbox"
 
