@@ -11,31 +11,29 @@ with ``StandardMerkleTree.verify`` in JavaScript and on-chain with OpenZeppelin'
   root is node 0, and leaf ``k`` of ``n`` (in sorted order) is node ``2n-2-k``;
 - every value keeps the index it was given (``values[i]``) and records its ``treeIndex``.
 
-Values are normalised on the way in, so the same leaf has one Python form whatever was given:
+Values are normalised on the way in, so one leaf has one Python form whatever form it came in
+(accepted -> kept as -> dumped as):
 
-=============================  ============================================  ====================
-ABI type                       accepted                                       kept as / dumped as
-=============================  ============================================  ====================
-``uintN``, ``intN``            ``int``; decimal or ``0x`` hex ``str``         ``int`` / decimal
-                               (the npm library's ``BigInt`` forms)           ``str`` (as JS does
-                                                                              for ``bigint``)
-``address``                    ``0x`` + 40 hex ``str`` (any case; like the    ``str`` as given /
-                               npm library, a checksum is not enforced);      same; bytes become
-                               20 ``bytes``                                   EIP-55 ``str``
-``bool``                       ``bool``; ``"true"`` / ``"false"``            ``bool`` / ``bool``
-``bytesN``                     exactly N ``bytes``; ``0x`` hex ``str``       ``bytes`` / ``0x``
-                                                                              lower-case hex
-``bytes``                      ``bytes``; ``0x`` hex ``str``                  as ``bytesN``
-``string``                     ``str``                                        ``str`` / ``str``
-arrays, tuples                 ``list`` or ``tuple`` of the above            ``tuple`` / list
-=============================  ============================================  ====================
+- ``uintN``/``intN``: ``int``, a decimal or ``0x``-hex ``str``, an integral JSON number (the
+  forms the npm library's ``BigInt`` takes) -> ``int`` -> decimal ``str`` (JSON numbers lose
+  precision past 2**53, and JS cannot ``JSON.stringify`` a ``bigint``);
+- ``address``: ``0x`` + 40 hex digits in any case (the checksum is not enforced, as in the npm
+  library) -> kept as given; or 20 ``bytes`` -> its EIP-55 ``str``;
+- ``bool``: ``bool``, ``"true"``/``"false"`` -> ``bool`` -> JSON ``true``/``false``;
+- ``bytesN`` (exactly N bytes) and ``bytes``: ``bytes``-like or ``0x``-hex ``str`` -> ``bytes`` ->
+  ``0x`` lower-case hex;
+- ``string``: ``str``; arrays and tuples: ``list``/``tuple`` of the above -> ``tuple`` -> list.
 
-The npm library pads a short ``bytesN`` or ``address``; this module rejects it instead.
+So a dump written by the npm library from values in those canonical forms (what ``ethers`` and
+``BigInt.toString()`` produce) loads and dumps back unchanged; other forms load, and are dumped in
+canonical form. Where the npm library would pad a short ``bytesN`` or ``address``, this module
+rejects it.
 
 Speed: a leaf encoding made only of static elementary types (``bytesN``, ``uintN``, ``intN``,
 ``address``, ``bool``) is packed word by word without ``eth_abi``; other encodings go through
 ``eth_abi.encode``. Keccak comes from ``safe-pysha3`` when installed (about 7x faster than
 pycryptodome, which ``eth_hash`` would pick), else from pycryptodome; see ``KECCAK_BACKEND``.
+Bulk builds, loads and dumps pause the cyclic garbage collector (see ``_gc_paused``).
 """
 
 from __future__ import annotations
