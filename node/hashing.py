@@ -1,7 +1,7 @@
 """keccak256, as fast as this machine allows.
 
-safe-pysha3 (a C extension py-evm already depends on) hashes a short input in ≈ 0.7 µs; eth_hash's
-pycryptodome backend takes ≈ 5 µs. Hashing every record and every Merkle node makes that matter.
+safe-pysha3 (a C extension, a dependency in pyproject.toml) hashes a short input in ≈ 0.7 µs;
+eth_hash's pycryptodome backend takes ≈ 5 µs. Hashing every record and leaf makes that matter.
 """
 
 from __future__ import annotations
