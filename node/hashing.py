@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 keccak256: Callable[[bytes], bytes]
+keccak_hex: Callable[[bytes], str]
+"""keccak256 as "0x"-prefixed lower-case hex."""
 
 try:
     import sha3 as _sha3
@@ -18,12 +20,15 @@ except ImportError:  # pragma: no cover - depends on the installed packages
     def keccak256(data: bytes) -> bytes:
         return bytes(_eth_hash_keccak(data))
 
+    def keccak_hex(data: bytes) -> str:
+        return "0x" + keccak256(data).hex()
+
 else:
+    _keccak = _sha3.keccak_256
 
     def keccak256(data: bytes) -> bytes:
-        digest: bytes = _sha3.keccak_256(data).digest()
+        digest: bytes = _keccak(data).digest()
         return digest
 
-
-def keccak_hex(data: bytes) -> str:
-    return "0x" + keccak256(data).hex()
+    def keccak_hex(data: bytes) -> str:
+        return "0x" + str(_keccak(data).hexdigest())

@@ -37,8 +37,10 @@ class RecordType:
         private_names = self.private_fields
         if not private_names:
             return dict(values), {}
-        public = {k: v for k, v in values.items() if k not in private_names}
-        private = {k: v for k, v in values.items() if k in private_names}
+        public: dict[str, Any] = {}
+        private: dict[str, Any] = {}
+        for name, value in values.items():
+            (private if name in private_names else public)[name] = value
         return public, private
 
     @cached_property

@@ -123,11 +123,12 @@ def commit_private(salt: bytes, values_json: str) -> str:
     return keccak_hex(salt + values_json.encode())
 
 
-def new_record_id() -> str:
+def new_record_id(random_part: bytes | None = None) -> str:
     """8 bytes of the wall clock in µs, then 24 random bytes: unique, and increasing over time so
     that new rows land at the end of the database's indexes (twice the insert rate of random ids).
     """
-    return "0x" + (time.time_ns() // 1000).to_bytes(8, "big").hex() + os.urandom(24).hex()
+    tail = random_part if random_part is not None else os.urandom(24)
+    return "0x" + ((time.time_ns() // 1000).to_bytes(8, "big") + tail).hex()
 
 
 def check_record_id(record_id: str) -> str:

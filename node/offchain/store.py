@@ -37,6 +37,7 @@ from node.offchain.records import (
 )
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+ENTROPY_PER_RECORD = 56
 RECORDS = Base.metadata.tables[RecordRow.__tablename__]
 PRIVATE = Base.metadata.tables[PrivateFieldsRow.__tablename__]
 OUTBOX = Base.metadata.tables[OutboxRow.__tablename__]
@@ -67,6 +68,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: index inserts stay in memory
     cursor.close()
 
 
@@ -119,8 +121,12 @@ class Store:
         self, inputs: Sequence[RecordInput], stored_at: int, seen: set[str]
     ) -> _PreparedChunk:
         chunk = _PreparedChunk([], [], [], [])
-        for item in inputs:
-            record, public_json, private = self._prepare(item)
+        entropy = os.urandom(ENTROPY_PER_RECORD * len(inputs))  # one system call, not two a record
+        for index, item in enumerate(inputs):
+            offset = index * ENTROPY_PER_RECORD
+            record, public_json, private = self._prepare(
+                item, entropy[offset : offset + ENTROPY_PER_RECORD]
+            )
             if record.record_id in seen:
                 raise RecordError(
                     f"the batch holds record id {record.record_id} twice; nothing stored"
@@ -143,11 +149,18 @@ class Store:
             chunk.outbox_rows.append((record.record_id, stored_at))
         return chunk
 
-    def _prepare(self, item: RecordInput) -> tuple[StoredRecord, str, tuple[bytes, str] | None]:
-        """The record as it will be stored, its public JSON, and (salt, private JSON) if any."""
+    def _prepare(
+        self, item: RecordInput, entropy: bytes
+    ) -> tuple[StoredRecord, str, tuple[bytes, str] | None]:
+        """The record as it will be stored, its public JSON, and (salt, private JSON) if any.
+
+        ``entropy`` is 56 random bytes: 24 for a new record id, 32 for the commitment's salt.
+        """
         record_type = self.classification.of(item.record_type)
         public, private_values = record_type.split(item.fields)
-        record_id = check_record_id(item.record_id) if item.record_id else new_record_id()
+        record_id = (
+            check_record_id(item.record_id) if item.record_id else new_record_id(entropy[:24])
+        )
         try:
             public_json = canonical_json(public)
             private_json = canonical_json(private_values) if private_values else None
@@ -157,7 +170,7 @@ class Store:
         private = None
         commitment = None
         if private_json is not None:
-            salt = os.urandom(32)
+            salt = entropy[24:]
             private = (salt, private_json)
             commitment = commit_private(salt, private_json)
         observed = int(item.observed_at_us)
