@@ -143,21 +143,18 @@ class Batcher:
         A batch already anchored under its id (a retry after a crash between send and receipt)
         is recognised by its root and recorded, never sent twice.
         """
-        done: list[Batch] = []
-        for batch in self.batches(statuses=(CLOSED,)):
-            if registry.is_anchored(batch.batch_id):
-                done.append(self._adopt(batch, registry))
-                continue
-            try:
-                receipt = registry.anchor(
-                    batch.batch_id, batch.root, batch.leaf_count, batch.manifest_hash
-                )
-                tx_hash, block = receipt.tx_hash, receipt.block_number
-            except BatchAlreadyAnchored:  # another process of ours got there first
-                done.append(self._adopt(batch, registry))
-                continue
-            done.append(self._mark_anchored(batch, registry, tx_hash, block))
-        return done
+        return [self._anchor(batch, registry) for batch in self.batches(statuses=(CLOSED,))]
+
+    def _anchor(self, batch: Batch, registry: AnchorRegistry) -> Batch:
+        if registry.is_anchored(batch.batch_id):
+            return self._adopt(batch, registry)
+        try:
+            receipt = registry.anchor(
+                batch.batch_id, batch.root, batch.leaf_count, batch.manifest_hash
+            )
+        except BatchAlreadyAnchored:  # another process of ours got there first
+            return self._adopt(batch, registry)
+        return self._mark_anchored(batch, registry, receipt.tx_hash, receipt.block_number)
 
     def _adopt(self, batch: Batch, registry: AnchorRegistry) -> Batch:
         """Record a batch found already anchored (a crash came between send and receipt)."""
