@@ -94,6 +94,7 @@ class Batcher:
             queue = connection.execute(
                 select(OUTBOX.c.seq, OUTBOX.c.record_id, OUTBOX.c.created_at_us)
                 .where(OUTBOX.c.batch_id.is_(None))
+                .where(OUTBOX.c.seq > self._queue_floor(connection))
                 .order_by(OUTBOX.c.seq)
                 .limit(self.policy.max_leaves)
             ).all()
@@ -103,6 +104,14 @@ class Batcher:
             if len(queue) < self.policy.max_leaves and not force and age_s < self.policy.max_age_s:
                 return None
             return self._close(connection, queue)
+
+    @staticmethod
+    def _queue_floor(connection: Connection) -> int:
+        """A seq below which every outbox row is batched (see migration 0001 on the dialects)."""
+        if connection.dialect.name != "sqlite":
+            return 0  # the partial index finds the queue, late commits included
+        floor = connection.execute(select(func.max(BATCHES.c.seq_to))).scalar_one_or_none()
+        return int(floor or 0)
 
     def _close(self, connection: Connection, queue: Sequence[Any]) -> Batch:
         ids = [row.record_id for row in queue]

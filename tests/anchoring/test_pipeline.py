@@ -41,9 +41,10 @@ class Anchoring:
 
 @pytest.fixture
 def anchoring(
-    chain: ChainConnection, dev_accounts: list[LocalAccount], tmp_path: Path
+    chain: ChainConnection, dev_accounts: list[LocalAccount], tmp_path: Path, store_url: str
 ) -> Iterator[Anchoring]:
-    """A one-member consortium with a funded oracle key, a registry and an empty SQLite store."""
+    """A one-member consortium with a funded oracle key, a registry and an empty store
+    (SQLite, and PostgreSQL when QNODE_TEST_POSTGRES_URL is set)."""
     member = TransactionSender(chain, dev_accounts[0])
     founder = Founder(dev_accounts[0].address, Role.MANUFACTURER, "Aster Motors", "http://a.test")
     consortium, _ = Consortium.deploy(member, [founder], 1, 3600)
@@ -53,7 +54,7 @@ def anchoring(
     registry, _ = AnchorRegistry.deploy(member, consortium.address)
     as_oracle = AnchorRegistry.at(TransactionSender(chain, oracle), registry.address)
     store = Store.open(
-        f"sqlite:///{tmp_path / 'store.db'}",
+        store_url,
         Classification.from_config(DEFAULT_RECORD_TYPES),
         BlobStore(tmp_path / "blobs"),
     )
@@ -224,3 +225,35 @@ def test_a_tampered_bundle_is_refused(anchoring: Anchoring) -> None:
     with pytest.raises(ProofError, match="is not anchored on chain"):
         verify_bundle(other_batch, anchoring.registry)
     assert len(batches) == 1
+
+
+def test_a_row_committed_after_a_later_one_was_batched_is_not_skipped(
+    anchoring: Anchoring,
+) -> None:
+    """PostgreSQL hands out seq at insert time: a slow transaction can commit an older seq after
+    a newer one was batched. The queue must still find it (SQLite serialises writers)."""
+    if anchoring.store.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: seq order is commit order")
+    store = anchoring.store
+    slow = store.engine.connect()
+    slow_transaction = slow.begin()
+    slow.execute(insert(OUTBOX).values(record_id="0x" + "51" * 32, created_at_us=OBSERVED))
+    slow.execute(
+        insert(RECORDS).values(
+            record_id="0x" + "51" * 32,
+            record_type="environment",
+            observed_at_us=OBSERVED,
+            stored_at_us=OBSERVED,
+            public_json="{}",
+            private_commitment=None,
+            content_hash="0x" + "00" * 32,
+        )
+    )
+    store.add_records(records(3))  # commits seqs after the slow one's
+    first = anchoring.batcher.close_batches(force=True)
+    slow_transaction.commit()
+    slow.close()
+    second = anchoring.batcher.close_batches(force=True)
+    assert [b.leaf_count for b in first] == [3]
+    assert [b.leaf_count for b in second] == [1]
+    assert second[0].seq_from < first[0].seq_from
