@@ -37,10 +37,8 @@ class RecordType:
         private_names = self.private_fields
         if not private_names:
             return dict(values), {}
-        public: dict[str, Any] = {}
-        private: dict[str, Any] = {}
-        for name, value in values.items():
-            (private if name in private_names else public)[name] = value
+        public = dict(values)
+        private = {name: public.pop(name) for name in private_names if name in public}
         return public, private
 
     @cached_property

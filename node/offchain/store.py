@@ -69,6 +69,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: index inserts stay in memory
+    cursor.execute("PRAGMA wal_autocheckpoint=16384")
     cursor.close()
 
 
