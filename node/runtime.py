@@ -179,7 +179,9 @@ class Node:
         if self._store is None:
             settings = self.settings
             blobs = BlobStore(settings.blob_path, settings.store.max_blob_bytes)
-            classification = Classification.from_config(settings.record_types)
+            classification = Classification.from_config(
+                settings.record_types, settings.privacy.always_private
+            )
             self._store = Store.open(settings.store_url, classification, blobs)
         return self._store
 

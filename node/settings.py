@@ -75,6 +75,11 @@ class StoreSettings(_Section):
     max_blob_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
 
 
+class PrivacySettings(_Section):
+    always_private: tuple[str, ...] = ()
+    """Field names, besides the built-in PERSONAL_FIELDS, that must be private in every type."""
+
+
 class AnchoringSettings(_Section):
     max_leaves: int = Field(default=4096, ge=1, le=2**20)
     max_age_s: float = Field(default=5.0, gt=0)
@@ -95,6 +100,7 @@ class Settings(BaseSettings):
     contracts: ContractSettings = ContractSettings()
     store: StoreSettings = StoreSettings()
     anchoring: AnchoringSettings = AnchoringSettings()
+    privacy: PrivacySettings = PrivacySettings()
     record_types: dict[str, dict[str, str]] = Field(
         default_factory=lambda: dict(DEFAULT_RECORD_TYPES)
     )

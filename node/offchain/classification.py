@@ -17,6 +17,19 @@ from node.errors import ConfigError, PrivacyError, RecordError
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,99}")
 
+PERSONAL_FIELDS = (
+    "operator_id",
+    "operator_badge",
+    "inspector_id",
+    "employee_id",
+    "biometric_template",
+    "person_name",
+    "email",
+    "phone",
+)
+"""Field names that are personal or biometric data in any record type; the config's
+``privacy.always_private`` adds more, it cannot remove these."""
+
 
 class DataClass(StrEnum):
     CRITICAL = "critical"  # the full value goes on-chain, signed by an oracle
@@ -64,7 +77,15 @@ class Classification:
     types: Mapping[str, RecordType]
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Mapping[str, str]]) -> Classification:
+    def from_config(
+        cls,
+        config: Mapping[str, Mapping[str, str]],
+        always_private: Iterable[str] = (),
+    ) -> Classification:
+        """Record types from configuration. A field named in PERSONAL_FIELDS or ``always_private``
+        (personal and biometric data) must be classed private wherever it appears: configuration
+        cannot route it into a leaf or a transaction."""
+        personal = frozenset(PERSONAL_FIELDS) | frozenset(always_private)
         types: dict[str, RecordType] = {}
         for name, fields in config.items():
             if not _NAME.fullmatch(name):
@@ -76,6 +97,12 @@ class Classification:
                 raise ConfigError(f"record_types.{name}: {exc} (expected {choices})") from exc
             if not classes:
                 raise ConfigError(f"record_types.{name}: a record type needs at least one field")
+            for field, data_class in classes.items():
+                if field in personal and data_class is not DataClass.PRIVATE:
+                    raise ConfigError(
+                        f"record_types.{name}.{field}: personal data must be private; "
+                        f"it may not be routed on-chain as {data_class.value!r}"
+                    )
             types[name] = RecordType(name, classes)
         return cls(types)
 

@@ -26,6 +26,8 @@ class RecordRow(Base):
     private_commitment: Mapped[str | None] = mapped_column(String(66))
     content_hash: Mapped[str] = mapped_column(String(66))
 
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
 
 class PrivateFieldsRow(Base):
     """Private fields of a record: never leave the store; only their salted commitment does."""
@@ -37,6 +39,8 @@ class PrivateFieldsRow(Base):
     )
     salt: Mapped[bytes] = mapped_column(LargeBinary(32))
     values_json: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
 
 class OutboxRow(Base):

@@ -127,6 +127,12 @@ def test_private_fields_may_not_be_routed_out() -> None:
         ({"t": {"a": "secret"}}, "record_types.t: 'secret' is not a valid DataClass"),
         ({"t": {}}, "needs at least one field"),
         ({"Bad Name": {"a": "anchored"}}, "must match"),
+        (
+            {"weighing": {"grams": "critical", "operator_id": "critical"}},
+            "record_types.weighing.operator_id: personal data must be private; "
+            "it may not be routed on-chain as 'critical'",
+        ),
+        ({"t": {"biometric_template": "anchored"}}, "may not be routed on-chain as 'anchored'"),
     ],
 )
 def test_a_bad_classification_is_a_config_error(
@@ -134,6 +140,15 @@ def test_a_bad_classification_is_a_config_error(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         Classification.from_config(config)
+
+
+def test_the_config_can_add_personal_fields_but_not_remove_them() -> None:
+    config = {"weighing": {"grams": "critical", "badge_no": "anchored"}}
+    assert Classification.from_config(config).of("weighing").fields["badge_no"] == "anchored"
+    with pytest.raises(ConfigError, match=r"weighing\.badge_no: personal data must be private"):
+        Classification.from_config(config, always_private=["badge_no"])
+    with pytest.raises(ConfigError, match="operator_id"):
+        Classification.from_config({"t": {"operator_id": "anchored"}}, always_private=[])
 
 
 def test_blobs_are_content_addressed_limited_and_checked(tmp_path: Path) -> None:

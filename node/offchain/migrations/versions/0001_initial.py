@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("public_json", sa.Text, nullable=False),
         sa.Column("private_commitment", HASH, nullable=True),
         sa.Column("content_hash", HASH, nullable=False),
+        sqlite_with_rowid=False,  # clustered on record_id: the key is stored once, not twice
     )
     op.create_table(
         "private_fields",
@@ -39,6 +40,7 @@ def upgrade() -> None:
         ),
         sa.Column("salt", sa.LargeBinary(32), nullable=False),
         sa.Column("values_json", sa.Text, nullable=False),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "anchor_outbox",
