@@ -8,7 +8,6 @@ middleware). The chainId is checked when connecting.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -193,15 +192,3 @@ def _has_long_extra_data(w3: Web3, url: str) -> bool:
 
 def is_poa_extra_data(extra_data_hex: str) -> bool:
     return (len(extra_data_hex.removeprefix("0x")) // 2) > POA_EXTRA_DATA_BYTES
-
-
-def wait_for_chain(settings: ChainSettings, timeout: float) -> ChainConnection:
-    """Connect, retrying while the endpoint is unreachable (start-up of a local node)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return connect(settings)
-        except ChainUnavailableError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.2)

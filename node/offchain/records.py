@@ -58,10 +58,6 @@ class PrivatePart:
     salt: bytes = field(repr=False)
     values: Mapping[str, Any] = field(repr=False)
 
-    @property
-    def commitment(self) -> str:
-        return commit_private(self.salt, canonical_json(self.values))
-
 
 _ORJSON_OPTIONS = (
     orjson.OPT_SORT_KEYS
