@@ -30,7 +30,7 @@ from node.chain.anchor_registry import AnchorRegistry
 from node.chain.connection import rpc_chain
 from node.chain.consortium import Consortium, Founder, Role
 from node.chain.localnode import LocalChain, free_port
-from node.chain.sender import TransactionSender, TxRequest
+from node.chain.sender import TransactionSender
 from node.keys import hardhat_dev_key
 from node.offchain.blobs import BlobStore
 from node.offchain.classification import DEFAULT_RECORD_TYPES, Classification
@@ -133,7 +133,7 @@ def main() -> int:
         founder = Founder(member.address, Role.MANUFACTURER, "Bench Motors", "http://b.test")
         consortium, _ = Consortium.deploy(member, [founder], 1, 3600)
         oracle = Account.create()
-        member.transact(TxRequest(to=oracle.address, value=10**20, gas=21_000))
+        member.transfer(oracle.address, 10**20)
         consortium.register_oracle(oracle.address)
         registry, _ = AnchorRegistry.deploy(member, consortium.address)
         as_oracle = AnchorRegistry.at(TransactionSender(connection, oracle), registry.address)

@@ -20,7 +20,6 @@ from node.anchoring.proofs import build_bundle, load_bundle, verify_bundle, veri
 from node.chain.anchor_registry import AnchorRegistry
 from node.chain.consortium import Approval, Consortium, Founder, Role
 from node.chain.localnode import LocalChain, default_run_dir
-from node.chain.sender import TxRequest
 from node.errors import (
     ChainUnavailableError,
     ConfigError,
@@ -292,7 +291,7 @@ def oracle_add(
     out.print(f"oracle {oracle} registered in block {receipt.block_number}")
     if fund > 0:
         wei = int(fund * 10**18)
-        node.sender.transact(TxRequest(to=oracle, value=wei, gas=21_000, label="fund oracle"))
+        node.sender.transfer(oracle, wei, label="fund oracle")
         out.print(f"sent {fund} ETH to {oracle} for gas")
 
 

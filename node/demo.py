@@ -18,7 +18,6 @@ from node.anchoring.proofs import build_bundle, verify_bundle
 from node.chain.anchor_registry import AnchorRegistry
 from node.chain.connection import ChainConnection
 from node.chain.consortium import Consortium, Founder, Role
-from node.chain.sender import TxRequest
 from node.keys import hardhat_dev_key
 from node.offchain.records import RecordInput
 from node.offchain.store import now_us
@@ -180,7 +179,7 @@ def _ensure_oracle(node: Node, progress: Progress) -> None:
         local[0] if local else node.create_oracle_key(DEMO_PASSWORD, DEMO_KDF_ITERATIONS).address
     )
     consortium.register_oracle(oracle)
-    node.sender.transact(TxRequest(to=oracle, value=ORACLE_FUNDING_WEI, gas=21_000, label="fund"))
+    node.sender.transfer(oracle, ORACLE_FUNDING_WEI, label="fund oracle")
     progress(f"{node.settings.member.name} registered and funded oracle key {oracle}")
 
 

@@ -113,31 +113,32 @@ class Node:
         temporary.replace(self.deployments_path)
 
     def consortium_address(self) -> str | None:
-        return self._contract_address("Consortium", self.settings.contracts.consortium)
+        return self._contract_address("Consortium", "consortium")
 
     def consortium(self) -> Consortium:
-        return Consortium.at(self.sender, self._require("Consortium", self.consortium_address()))
+        return Consortium.at(self.sender, self._required_address("Consortium", "consortium"))
 
     def anchor_registry_address(self) -> str | None:
-        return self._contract_address("AnchorRegistry", self.settings.contracts.anchor_registry)
+        return self._contract_address("AnchorRegistry", "anchor_registry")
 
     def anchor_registry(self, sender: TransactionSender | None = None) -> AnchorRegistry:
         """The registry, read (and written, with an oracle's sender) through ``sender``."""
-        address = self._require("AnchorRegistry", self.anchor_registry_address())
+        address = self._required_address("AnchorRegistry", "anchor_registry")
         return AnchorRegistry.at(sender or self.sender, address)
 
-    def _contract_address(self, name: str, configured: str | None) -> str | None:
+    def _contract_address(self, name: str, config_key: str) -> str | None:
+        """``contracts.<config_key>`` from the config, else where this node recorded ``name``."""
+        configured: str | None = getattr(self.settings.contracts, config_key)
         if configured:
             return configured
         recorded = self.deployment(name)
         return recorded.address if recorded else None
 
-    @staticmethod
-    def _require(name: str, address: str | None) -> str:
+    def _required_address(self, name: str, config_key: str) -> str:
+        address = self._contract_address(name, config_key)
         if address is None:
-            key = "consortium" if name == "Consortium" else "anchor_registry"
             raise ConfigError(
-                f"no {name} address: set contracts.{key} in the config or deploy it first"
+                f"no {name} address: set contracts.{config_key} in the config or deploy it first"
             )
         return address
 

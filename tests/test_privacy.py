@@ -25,7 +25,6 @@ def test_no_private_value_reaches_the_chain_or_a_log(
     run_demo(tmp_path, "embedded", connection)
     settings = load_settings(member_dir(tmp_path, FOUNDERS[2]) / "qnode.toml")
     lab = Node.open(settings, DEMO_PASSWORD, connection)
-    lab.consortium()
     lab.store().add_records(
         [
             RecordInput(

@@ -38,6 +38,7 @@ from node.errors import (
 )
 
 GAS_MARGIN = 1.2
+TRANSFER_GAS = 21_000
 FEE_CACHE_SECONDS = 2.0
 MAX_SEND_ATTEMPTS = 4
 
@@ -174,6 +175,10 @@ class TransactionSender:
 
     def transact(self, request: TxRequest) -> Receipt:
         return self.wait(self.send(request))
+
+    def transfer(self, to: str, wei: int, label: str = "transfer") -> Receipt:
+        """Send ``wei`` to ``to`` (e.g. gas money for an oracle key) and wait for it."""
+        return self.transact(TxRequest(to=to, value=wei, gas=TRANSFER_GAS, label=label))
 
     def estimate_gas(self, request: TxRequest) -> int:
         with self.reverts_decoded(request.label):

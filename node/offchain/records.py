@@ -80,18 +80,16 @@ def canonical_json(value: Any) -> str:
         raise RecordError(f"value is not JSON data: {exc}") from exc
 
 
-def _refuse_non_finite(value: Any) -> None:
+def _refuse_non_finite(value: Any, where: str = "a value") -> None:
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise RecordError(
-                f"value {value} cannot be stored (NaN and infinity have no JSON form)"
-            )
+            raise RecordError(f"{where} is {value}, which cannot be stored (no JSON form)")
     elif isinstance(value, dict):
-        for item in value.values():
-            _refuse_non_finite(item)
+        for name, item in value.items():
+            _refuse_non_finite(item, f"field {name!r}")
     elif isinstance(value, list | tuple):
         for item in value:
-            _refuse_non_finite(item)
+            _refuse_non_finite(item, where)
 
 
 def canonical_record(
@@ -157,9 +155,3 @@ def check_record_id(record_id: str) -> str:
     except ValueError:
         raise RecordError(f"record id {record_id!r} is not hex") from None
     return text
-
-
-def check_finite(values: Mapping[str, Any], where: str) -> None:
-    for name, value in values.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise RecordError(f"{where}: field {name!r} is {value}, which cannot be stored")

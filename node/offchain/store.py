@@ -29,7 +29,6 @@ from node.offchain.records import (
     RecordInput,
     StoredRecord,
     canonical_json,
-    check_finite,
     check_record_id,
     commit_private,
     content_hash_of,
@@ -165,9 +164,8 @@ class Store:
         try:
             public_json = canonical_json(public)
             private_json = canonical_json(private_values) if private_values else None
-        except RecordError:
-            check_finite(item.fields, f"record {record_id}")  # names the field when it is NaN/inf
-            raise
+        except RecordError as exc:
+            raise RecordError(f"record {record_id}: {exc}") from exc
         private = None
         commitment = None
         if private_json is not None:

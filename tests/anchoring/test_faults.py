@@ -25,7 +25,7 @@ from node.anchoring.proofs import build_bundle, verify_bundle, verify_store
 from node.chain.anchor_registry import AnchorRegistry
 from node.chain.connection import rpc_chain
 from node.chain.consortium import Consortium, Founder, Role
-from node.chain.sender import SenderOptions, TransactionSender, TxRequest
+from node.chain.sender import SenderOptions, TransactionSender
 from node.errors import ChainUnavailableError, StoreError
 from node.keys import hardhat_dev_key
 from node.offchain.blobs import BlobStore
@@ -44,7 +44,7 @@ def deploy_registry(url: str) -> tuple[AnchorRegistry, LocalAccount, str]:
     founder = Founder(member.address, Role.LAB, "Cobalt Test Lab", "http://c.test")
     consortium, _ = Consortium.deploy(member, [founder], 1, 3600)
     oracle: LocalAccount = Account.create()
-    member.transact(TxRequest(to=oracle.address, value=10**19, gas=21_000))
+    member.transfer(oracle.address, 10**19)
     consortium.register_oracle(oracle.address)
     registry, _ = AnchorRegistry.deploy(member, consortium.address)
     return (

@@ -18,7 +18,7 @@ from node.anchoring.proofs import build_bundle, load_bundle, verify_bundle, veri
 from node.chain.anchor_registry import AnchorRegistry
 from node.chain.connection import ChainConnection
 from node.chain.consortium import Consortium, Founder, Role
-from node.chain.sender import TransactionSender, TxRequest
+from node.chain.sender import TransactionSender
 from node.errors import ProofError
 from node.offchain.blobs import BlobStore
 from node.offchain.classification import DEFAULT_RECORD_TYPES, Classification
@@ -49,7 +49,7 @@ def anchoring(
     founder = Founder(dev_accounts[0].address, Role.MANUFACTURER, "Aster Motors", "http://a.test")
     consortium, _ = Consortium.deploy(member, [founder], 1, 3600)
     oracle: LocalAccount = Account.create()
-    member.transact(TxRequest(to=oracle.address, value=10**18, gas=21_000))
+    member.transfer(oracle.address, 10**18)
     consortium.register_oracle(oracle.address)
     registry, _ = AnchorRegistry.deploy(member, consortium.address)
     as_oracle = AnchorRegistry.at(TransactionSender(chain, oracle), registry.address)

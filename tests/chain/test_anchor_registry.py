@@ -23,7 +23,7 @@ from node.chain.contract_errors import (
     UnknownBatch,
     ZeroRoot,
 )
-from node.chain.sender import TransactionSender, TxRequest
+from node.chain.sender import TransactionSender
 
 ANCHOR_GAS_LIMIT = 150_000
 """Target for a whole anchor transaction: <= ~37 gas per record at 4096-leaf batches."""
@@ -138,7 +138,7 @@ def new_oracle(
     def make(consortium: Consortium) -> AnchorRegistry:
         oracle: LocalAccount = Account.create()
         consortium.register_oracle(oracle.address)
-        consortium.binding.sender.transact(TxRequest(to=oracle.address, value=10**18, gas=21000))
+        consortium.binding.sender.transfer(oracle.address, 10**18)
         return AnchorRegistry.at(make_sender(oracle), registry.address)
 
     return make
