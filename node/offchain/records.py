@@ -80,16 +80,18 @@ def canonical_json(value: Any) -> str:
         raise RecordError(f"value is not JSON data: {exc}") from exc
 
 
-def _refuse_non_finite(value: Any, where: str = "a value") -> None:
+def _refuse_non_finite(value: Any, field: str | None = None) -> None:
+    """Refuse NaN and infinity anywhere in ``value``, naming the (top-level) field they are in."""
     if isinstance(value, float):
         if not math.isfinite(value):
+            where = "a value" if field is None else f"field {field!r}"
             raise RecordError(f"{where} is {value}, which cannot be stored (no JSON form)")
     elif isinstance(value, dict):
         for name, item in value.items():
-            _refuse_non_finite(item, f"field {name!r}")
+            _refuse_non_finite(item, name if field is None else field)
     elif isinstance(value, list | tuple):
         for item in value:
-            _refuse_non_finite(item, where)
+            _refuse_non_finite(item, field)
 
 
 def canonical_record(
