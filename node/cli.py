@@ -48,6 +48,12 @@ app.add_typer(oracle_app, name="oracle")
 anchor_app = typer.Typer(no_args_is_help=True, help="Merkle batches anchored on-chain.")
 app.add_typer(chain_app, name="chain")
 app.add_typer(anchor_app, name="anchor")
+simulate_app = typer.Typer(no_args_is_help=True, help="Shop-floor simulators for demos and tests.")
+epcis_app = typer.Typer(no_args_is_help=True, help="EPCIS 2.0 documents out of and into the store.")
+attest_app = typer.Typer(no_args_is_help=True, help="EIP-712 attestations of critical records.")
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(epcis_app, name="epcis")
+app.add_typer(attest_app, name="attest")
 
 # Piped output keeps whole addresses on one line rather than folding them at 80 columns.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -549,6 +555,21 @@ def chain_status(run_dir: RunDirOption = None) -> None:
     """Whether the local chain runs, and its head block."""
     current = LocalChain(run_dir or default_run_dir()).status()
     out.print(current.message)
+
+
+# -- ingestion: sources, validation, quarantine (issue 4) -------------------------------------
+
+
+# -- simulate: OPC UA coating-line PLC --------------------------------------------------------
+
+
+# -- simulate: MQTT device fleet --------------------------------------------------------------
+
+
+# -- attest: EIP-712 attestations and QualityLedger ---------------------------------------------
+
+
+# -- epcis: export and import -----------------------------------------------------------------
 
 
 @app.command()

@@ -111,3 +111,27 @@ class ProofError(QnodeError):
     """A proof or proof bundle does not verify, or is malformed."""
 
     exit_code = 9
+
+
+class SourceError(QnodeError):
+    """A shop-floor source (OPC UA server, MQTT broker) cannot be reached or is misconfigured."""
+
+    exit_code = 10
+
+
+class AttestationError(QnodeError):
+    """An EIP-712 attestation is malformed, signed by the wrong key, expired or replayed."""
+
+    exit_code = 11
+
+
+class EpcisError(QnodeError):
+    """An EPCIS document or event is malformed, or a record has no EPCIS form."""
+
+    exit_code = 12
+
+
+class IdentifierError(QnodeError):
+    """A GS1 identifier or Digital Link URI is malformed (e.g. a wrong check digit)."""
+
+    exit_code = 12

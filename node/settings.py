@@ -66,6 +66,7 @@ class KeySettings(_Section):
 class ContractSettings(_Section):
     consortium: str | None = Field(default=None, pattern=ADDRESS_PATTERN)
     anchor_registry: str | None = Field(default=None, pattern=ADDRESS_PATTERN)
+    quality_ledger: str | None = Field(default=None, pattern=ADDRESS_PATTERN)
 
 
 class StoreSettings(_Section):
@@ -85,6 +86,82 @@ class AnchoringSettings(_Section):
     max_age_s: float = Field(default=5.0, gt=0)
 
 
+class QuantitySpec(_Section):
+    """A measured quantity: its canonical UN/ECE Rec 20 unit and its physically possible range."""
+
+    unit: str = Field(min_length=1, max_length=3)
+    min: float
+    max: float
+
+
+class DeviceSpec(_Section):
+    """A registered device. ``public_key`` (ed25519, 64 hex digits) makes signatures checkable;
+    with ``require_signature`` an unsigned message is refused."""
+
+    public_key: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    require_signature: bool = False
+    quantities: tuple[str, ...] = ()
+    """Quantities this device may report; empty: any configured quantity."""
+
+
+class ValidationSettings(_Section):
+    max_payload_bytes: int = Field(default=256 * 1024, gt=0)
+    max_points: int = Field(default=10_000, gt=0)
+    clock_skew_s: float = Field(default=5.0, ge=0)
+    """How far in the future a device timestamp may be."""
+    max_age_s: float = Field(default=7 * 86400, gt=0)
+    """How far in the past a device timestamp may be."""
+
+
+class MqttSettings(_Section):
+    """An MQTT broker to subscribe to (QoS 1, persistent session)."""
+
+    url: str = Field(default="mqtt://127.0.0.1:1883", pattern=r"^mqtts?://\S+$")
+    client_id: str = Field(default="qnode-ingest", min_length=1, max_length=100)
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    keepalive_s: int = Field(default=30, ge=5)
+    topics: dict[str, str] = Field(default_factory=lambda: {"qnode/devices/+/data": "{2}"})
+    """Topic filter -> device id: a fixed id, or ``{n}`` for the n-th topic level (0-based)."""
+
+
+class OpcUaNode(_Section):
+    """One subscribed OPC UA variable and the device/quantity/unit its values are."""
+
+    node_id: str = Field(min_length=1)
+    device: str = Field(min_length=1)
+    quantity: str = Field(min_length=1)
+    unit: str = Field(min_length=1, max_length=3)
+
+
+class OpcUaSettings(_Section):
+    """An OPC UA server to subscribe to."""
+
+    url: str = Field(default="opc.tcp://127.0.0.1:4840", pattern=r"^opc\.tcp://\S+$")
+    security_policy: Literal[
+        "None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"
+    ] = "None"
+    security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    certificate: Path | None = None
+    private_key: Path | None = None
+    server_certificate: Path | None = None
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    publishing_interval_ms: int = Field(default=100, ge=0)
+    nodes: tuple[OpcUaNode, ...] = ()
+
+
+class OracleSettings(_Section):
+    quantities: dict[str, QuantitySpec] = Field(default_factory=dict)
+    devices: dict[str, DeviceSpec] = Field(default_factory=dict)
+    validation: ValidationSettings = ValidationSettings()
+    mqtt: MqttSettings | None = None
+    opcua: OpcUaSettings | None = None
+
+
 class Settings(BaseSettings):
     """Everything a node needs to know, resolved against ``base_dir``."""
 
@@ -101,6 +178,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     anchoring: AnchoringSettings = AnchoringSettings()
     privacy: PrivacySettings = PrivacySettings()
+    oracles: OracleSettings = OracleSettings()
     record_types: dict[str, dict[str, str]] = Field(
         default_factory=lambda: dict(DEFAULT_RECORD_TYPES)
     )

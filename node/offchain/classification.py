@@ -136,5 +136,13 @@ DEFAULT_RECORD_TYPES: dict[str, dict[str, str]] = {
         "biometric_template": "private",
     },
     "environment": {"area": "anchored", "temperature_c": "anchored", "humidity_pct": "anchored"},
+    "measurement": {
+        "device": "anchored",
+        "seq": "anchored",
+        "sent_at": "anchored",
+        "source": "anchored",
+        "quality": "anchored",
+        "points": "anchored",
+    },
 }
 """Record types known out of the box; a member's config can add or replace them."""

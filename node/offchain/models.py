@@ -74,3 +74,59 @@ class BatchRow(Base):
     contract: Mapped[str | None] = mapped_column(String(42))
     oracle: Mapped[str | None] = mapped_column(String(42))
     anchored_at_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class QuarantineRow(Base):
+    """A rejected reading: the raw payload as received and why it was refused. Never deleted."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(SequenceKey, primary_key=True, autoincrement=True)
+    received_at_us: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(500))
+    device_id: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(String(40), index=True)
+    detail: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DeviceSequenceRow(Base):
+    """The highest sequence number accepted from a device, written with the records it carried."""
+
+    __tablename__ = "device_sequences"
+
+    device_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    updated_at_us: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class GenealogyLinkRow(Base):
+    """An edge of the genealogy graph: ``output_id`` was made from ``input_id`` (GS1 DL URIs)."""
+
+    __tablename__ = "genealogy_links"
+
+    id: Mapped[int] = mapped_column(SequenceKey, primary_key=True, autoincrement=True)
+    record_id: Mapped[str] = mapped_column(String(66))
+    output_id: Mapped[str] = mapped_column(String(500), index=True)
+    input_id: Mapped[str] = mapped_column(String(500), index=True)
+    input_kind: Mapped[str] = mapped_column(String(40))
+    observed_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class AttestationRow(Base):
+    """A critical record's EIP-712 attestation (bundle JSON) and its way onto the chain."""
+
+    __tablename__ = "attestations"
+
+    digest: Mapped[str] = mapped_column(String(66), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(66), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    signer: Mapped[str] = mapped_column(String(42))
+    bundle_json: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)

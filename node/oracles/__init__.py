@@ -1,0 +1,1 @@
+"""Oracles: shop-floor sources, validation with quarantine, signed attestations, EPCIS mapping."""
