@@ -117,6 +117,15 @@ class Store:
             chunk.write(connection)
         return chunk.records
 
+    def write_records(
+        self, connection: Connection, inputs: Sequence[RecordInput]
+    ) -> list[StoredRecord]:
+        """Like :meth:`add_records`, inside the caller's transaction, so that other rows (device
+        sequences, genealogy links) commit or roll back together with the records."""
+        chunk = self._prepare_chunk(inputs, now_us(), set())
+        chunk.write(connection)
+        return chunk.records
+
     def _prepare_chunk(
         self, inputs: Sequence[RecordInput], stored_at: int, seen: set[str]
     ) -> _PreparedChunk:
