@@ -13,6 +13,7 @@ from node.anchoring.batcher import Batcher, BatchPolicy
 from node.chain.anchor_registry import AnchorRegistry
 from node.chain.connection import ChainConnection, ChainStatus, connect, ensure_chain_id
 from node.chain.consortium import Consortium, Member, OracleStatus
+from node.chain.quality_ledger import QualityLedger
 from node.chain.sender import Receipt, SenderOptions, TransactionSender
 from node.errors import ConfigError, KeystoreError
 from node.keys import read_keystore, refuse_dev_key_off_local_chain, write_keystore
@@ -125,6 +126,14 @@ class Node:
         """The registry, read (and written, with an oracle's sender) through ``sender``."""
         address = self._required_address("AnchorRegistry", "anchor_registry")
         return AnchorRegistry.at(sender or self.sender, address)
+
+    def quality_ledger_address(self) -> str | None:
+        return self._contract_address("QualityLedger", "quality_ledger")
+
+    def quality_ledger(self, sender: TransactionSender | None = None) -> QualityLedger:
+        """The ledger, read and written (as a relaying member) through ``sender``."""
+        address = self._required_address("QualityLedger", "quality_ledger")
+        return QualityLedger.at(sender or self.sender, address)
 
     def _contract_address(self, name: str, config_key: str) -> str | None:
         """``contracts.<config_key>`` from the config, else where this node recorded ``name``."""

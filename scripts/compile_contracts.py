@@ -501,7 +501,9 @@ def render_contract_errors(artifacts: Iterable[Mapping[str, Any]]) -> str:
     contracts = ", ".join(sorted(str(a["contractName"]) for a in artifact_list)) or "none"
     lines = [
         GENERATED_HEADER,
-        f'"""Custom errors of the consortium contracts ({contracts}), as exceptions.',
+        '"""Custom errors of the consortium contracts, as exceptions.',
+        "",
+        f"Contracts: {contracts}.",
         "",
         "One class per custom error in the compiled ABIs, each a ``ContractRevertError`` carrying",
         "its 4-byte ``selector``, its ``signature`` and its argument names and types; see",
