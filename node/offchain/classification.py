@@ -26,6 +26,7 @@ PERSONAL_FIELDS = (
     "person_name",
     "email",
     "phone",
+    "analyst_id",
 )
 """Field names that are personal or biometric data in any record type; the config's
 ``privacy.always_private`` adds more, it cannot remove these."""
@@ -126,14 +127,32 @@ DEFAULT_RECORD_TYPES: dict[str, dict[str, str]] = {
         "curve_blob": "anchored",
         "operator_badge": "private",
     },
+    # Critical types: their critical fields go on-chain in full (QualityLedger), EIP-712 signed.
     "inspection": {
-        "part_id": "anchored",
-        "characteristic": "anchored",
-        "value": "anchored",
-        "unit": "anchored",
+        "part_id": "critical",
+        "characteristic": "critical",
+        "value": "critical",
+        "unit": "critical",
         "verdict": "critical",
         "inspector_id": "private",
         "biometric_template": "private",
+    },
+    "setpoint": {
+        "equipment": "critical",
+        "parameter": "critical",
+        "value": "critical",
+        "unit": "critical",
+        "reason": "anchored",
+        "operator_id": "private",
+    },
+    "lab_result": {
+        "sample": "critical",
+        "method": "critical",
+        "value": "critical",
+        "unit": "critical",
+        "verdict": "critical",
+        "report_blob": "anchored",
+        "analyst_id": "private",
     },
     "environment": {"area": "anchored", "temperature_c": "anchored", "humidity_pct": "anchored"},
     "measurement": {
@@ -143,6 +162,24 @@ DEFAULT_RECORD_TYPES: dict[str, dict[str, str]] = {
         "source": "anchored",
         "quality": "anchored",
         "points": "anchored",
+        # signed messages only: the ed25519 signature (hex) and the exact bytes it covers
+        "signature": "anchored",
+        "signed_message": "anchored",
+    },
+    # A product or lot made from inputs (EPCIS TransformationEvent); see node/offchain/genealogy.py.
+    "genealogy": {
+        "output": "anchored",
+        "inputs": "anchored",
+        "process_step": "anchored",
+        "equipment": "anchored",
+        "operator_id": "private",
+    },
+    # Items packed into (or unpacked from) a logistic unit (EPCIS AggregationEvent).
+    "packing": {
+        "parent": "anchored",
+        "children": "anchored",
+        "action": "anchored",
+        "operator_id": "private",
     },
 }
 """Record types known out of the box; a member's config can add or replace them."""
