@@ -114,10 +114,12 @@ class ValidationSettings(_Section):
 
 
 class MqttSettings(_Section):
-    """An MQTT broker to subscribe to (QoS 1, persistent session)."""
+    """An MQTT broker to subscribe to (QoS 1, persistent session, manual acknowledgement)."""
 
     url: str = Field(default="mqtt://127.0.0.1:1883", pattern=r"^mqtts?://\S+$")
+    """``mqtt://host[:1883]`` or ``mqtts://host[:8883]`` (TLS)."""
     client_id: str = Field(default="qnode-ingest", min_length=1, max_length=100)
+    """Names the persistent session: a restarted node with the same id gets what it missed."""
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
     tls_ca: Path | None = None
@@ -125,7 +127,18 @@ class MqttSettings(_Section):
     tls_key: Path | None = None
     keepalive_s: int = Field(default=30, ge=5)
     topics: dict[str, str] = Field(default_factory=lambda: {"qnode/devices/+/data": "{2}"})
-    """Topic filter -> device id: a fixed id, or ``{n}`` for the n-th topic level (0-based)."""
+    """Topic filter -> device id: a fixed id, or ``{n}`` for the n-th topic level (0-based).
+    A ``$share/<group>/`` prefix (MQTT 5 shared subscription) is not counted as levels."""
+    protocol: Literal["5", "3.1.1"] = "5"
+    session_expiry_s: int = Field(default=7 * 86400, ge=1, le=2**32 - 1)
+    """MQTT 5: how long the broker keeps the session (and queues QoS 1 messages) while away."""
+    receive_maximum: int = Field(default=20_000, ge=1, le=65_535)
+    """MQTT 5: unacknowledged messages the broker may have in flight to us (3.1.1: broker's
+    ``max_inflight_messages``). Acks wait for the store, so this bounds the ingest pipeline."""
+    connect_timeout_s: float = Field(default=30.0, gt=0)
+    """How long the first connection may take (retried with backoff) before SourceError."""
+    reconnect_min_s: int = Field(default=1, ge=1)
+    reconnect_max_s: int = Field(default=30, ge=1)
 
 
 class OpcUaNode(_Section):
@@ -146,12 +159,23 @@ class OpcUaSettings(_Section):
     ] = "None"
     security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
     certificate: Path | None = None
+    """This client's application certificate (PEM or DER); its URI SAN is the client's URI."""
     private_key: Path | None = None
     server_certificate: Path | None = None
+    """The server's certificate; without it, the one the server's endpoint offers is used."""
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
     publishing_interval_ms: int = Field(default=100, ge=0)
+    request_timeout_s: float = Field(default=4.0, gt=0)
+    watchdog_s: float = Field(default=1.0, gt=0)
+    """How often a quiet connection is probed (a dead server is noticed within about this)."""
+    connect_timeout_s: float = Field(default=30.0, gt=0)
+    """How long the first connection may take (retried with backoff) before SourceError."""
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    """Reconnect backoff: doubles from ``reconnect_min_s`` up to this cap."""
     nodes: tuple[OpcUaNode, ...] = ()
+    """``ns=<index>;s=...`` or ``nsu=<namespace URI>;s=...`` (resolved after connecting)."""
 
 
 class OracleSettings(_Section):

@@ -1,0 +1,1 @@
+"""Shop-floor simulators for demos and tests: a coating-line OPC UA PLC, an MQTT device fleet."""

@@ -1,0 +1,129 @@
+"""The running node: its sources feed ingestion; batches are anchored; critical records attested.
+
+Each configured source (OPC UA, MQTT) gets its own ingestion task; anchoring and attestation run
+as periodic passes in worker threads, so the event loop keeps receiving while the chain is slow.
+A chain that is down leaves batches and attestations queued; they go out when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from node.errors import ChainError, ConfigError, KeystoreError
+from node.oracles.attestation import AttestationSigner
+from node.oracles.attestor import Attestor
+from node.oracles.ingest import Ingestor
+from node.oracles.metrics import IngestMetrics
+from node.oracles.mqtt_source import MqttSource
+from node.oracles.opcua_source import OpcUaSource
+from node.oracles.source import Source
+from node.oracles.validation import Validator
+from node.runtime import Node
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    chain_interval_s: float = 2.0
+    """How often batches are closed and anchored and critical records attested and relayed."""
+    status_interval_s: float = 10.0
+
+
+def configured_sources(node: Node) -> list[Source]:
+    oracles = node.settings.oracles
+    sources: list[Source] = []
+    if oracles.opcua is not None:
+        sources.append(OpcUaSource(oracles.opcua, base_dir=node.settings.base_dir))
+    if oracles.mqtt is not None:
+        sources.append(MqttSource(oracles.mqtt, base_dir=node.settings.base_dir))
+    return sources
+
+
+class NodeService:
+    """Ingestion from ``sources`` plus the chain passes, until cancelled or a source fails."""
+
+    def __init__(
+        self,
+        node: Node,
+        sources: Sequence[Source],
+        options: ServiceOptions = ServiceOptions(),
+        progress: Progress = lambda _line: None,
+    ) -> None:
+        self.node = node
+        self.sources = list(sources)
+        self.options = options
+        self.progress = progress
+        self.metrics = IngestMetrics()
+        self.ingestor = Ingestor(node.store(), Validator(node.settings.oracles), self.metrics)
+        self._batcher = node.batcher()
+        self._attestor: Attestor | None = None
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self.ingestor.run(source)) for source in self.sources]
+        tasks.append(asyncio.create_task(self._chain_loop()))
+        tasks.append(asyncio.create_task(self._status_loop()))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for source in self.sources:
+                await source.close()
+
+    def chain_pass(self) -> str:
+        """One anchoring and attestation pass; what it did, as a line for the operator."""
+        closed = self._batcher.close_batches()
+        try:
+            registry = self.node.anchor_registry(self.node.oracle_sender())
+            anchored = self._batcher.anchor_pending(registry)
+            self._batcher.track_confirmations(
+                self.node.connection.head_block(), self.node.settings.chain.confirmations
+            )
+            line = f"{len(closed)} batch(es) closed, {len(anchored)} anchored"
+        except (ChainError, ConfigError, KeystoreError) as exc:
+            line = f"{len(closed)} batch(es) closed, anchoring waits: {exc}"
+        return f"{line}; {self._attest_pass()}"
+
+    def _attest_pass(self) -> str:
+        try:
+            attestor = self._attestor or self._open_attestor()
+            signed = attestor.attest_unattested()
+            outcome = attestor.submit_pending()
+        except (ChainError, ConfigError, KeystoreError) as exc:
+            return f"attestation waits: {exc}"
+        failed = f", {len(outcome.failed)} refused" if outcome.failed else ""
+        return f"{len(signed)} attested, {len(outcome.confirmed)} recorded on-chain{failed}"
+
+    def _open_attestor(self) -> Attestor:
+        ledger = self.node.quality_ledger()
+        oracle = self.node.oracle_sender().account
+        self._attestor = Attestor(
+            self.node.store(), AttestationSigner(oracle, ledger.domain()), ledger
+        )
+        return self._attestor
+
+    async def _chain_loop(self) -> None:
+        while True:
+            line = await asyncio.to_thread(self.chain_pass)
+            if not line.startswith("0 batch(es) closed, 0 anchored; 0 attested, 0 recorded"):
+                self.progress(line)
+            await asyncio.sleep(self.options.chain_interval_s)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.status_interval_s)
+            snapshot = self.metrics.snapshot()
+            self.progress(
+                f"ingested {snapshot.messages_accepted} messages ({snapshot.points_accepted} "
+                f"points), {snapshot.messages_rejected} quarantined, "
+                f"{self._batcher.queued()} records waiting for a batch"
+            )
