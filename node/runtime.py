@@ -48,6 +48,16 @@ class NodeStatus:
     oracles: tuple[OracleStatus, ...]
 
 
+def open_store(settings: Settings) -> Store:
+    """A member's store (migrated) without its keystore or the chain: EPCIS, quarantine reads."""
+    classification = Classification.from_config(
+        settings.record_types, settings.privacy.always_private
+    )
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    blobs = BlobStore(settings.blob_path, settings.store.max_blob_bytes)
+    return Store.open(settings.store_url, classification, blobs)
+
+
 class Node:
     """One member's node. Build it with :meth:`open`; several can live in one process."""
 
@@ -187,12 +197,7 @@ class Node:
     def store(self) -> Store:
         """The member's store, opened (and migrated) on first use."""
         if self._store is None:
-            settings = self.settings
-            blobs = BlobStore(settings.blob_path, settings.store.max_blob_bytes)
-            classification = Classification.from_config(
-                settings.record_types, settings.privacy.always_private
-            )
-            self._store = Store.open(settings.store_url, classification, blobs)
+            self._store = open_store(self.settings)
         return self._store
 
     def batcher(self) -> Batcher:

@@ -128,7 +128,7 @@ def test_private_fields_may_not_be_routed_out() -> None:
     inspection.check_public(["part_id", "verdict"])
     with pytest.raises(PrivacyError, match="biometric_template, inspector_id"):
         inspection.check_public(["verdict", "inspector_id", "biometric_template"])
-    assert inspection.critical_fields == ("verdict",)
+    assert inspection.critical_fields == ("part_id", "characteristic", "value", "unit", "verdict")
 
 
 @pytest.mark.parametrize(
