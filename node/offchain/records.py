@@ -70,14 +70,17 @@ _ORJSON_OPTIONS = (
 def canonical_json(value: Any) -> str:
     """Sorted keys, no spaces, UTF-8; only JSON data, and no NaN or infinity.
 
-    orjson writes it (8x faster than the json module here, which the batch API's rate needs);
-    it would write NaN as null, so non-finite floats are refused first.
+    orjson writes it (8x faster than the json module here, which the batch API's rate needs).
+    It writes NaN and infinity as null, so only a text holding ``null`` needs the (slow) walk
+    that finds out whether a non-finite float is behind it.
     """
-    _refuse_non_finite(value)
     try:
-        return orjson.dumps(value, option=_ORJSON_OPTIONS).decode()
+        text = orjson.dumps(value, option=_ORJSON_OPTIONS)
     except TypeError as exc:
         raise RecordError(f"value is not JSON data: {exc}") from exc
+    if b"null" in text:
+        _refuse_non_finite(value)
+    return text.decode()
 
 
 def _refuse_non_finite(value: Any, field: str | None = None) -> None:

@@ -174,3 +174,11 @@ def test_blobs_are_content_addressed_limited_and_checked(tmp_path: Path) -> None
         blobs.get(digest)
     with pytest.raises(StoreError, match="not in"):
         blobs.get("00" * 32)
+
+
+def test_canonical_json_keeps_null_and_refuses_non_finite_values_however_deep() -> None:
+    assert canonical_json({"b": None, "a": [1.5, None]}) == '{"a":[1.5,null],"b":null}'
+    with pytest.raises(RecordError, match="field 'points' is -inf"):
+        canonical_json({"note": None, "points": [{"q": "t", "v": -math.inf}]})
+    with pytest.raises(RecordError, match="field 'points' is nan"):
+        canonical_json({"points": [{"q": "t", "v": math.nan}]})
