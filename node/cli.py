@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import re
 import sys
@@ -31,7 +33,7 @@ from node.errors import (
 from node.keys import DEFAULT_KDF_ITERATIONS, PASSWORD_ENV, hardhat_dev_key, read_keystore
 from node.offchain.records import RecordInput
 from node.provisioning import CONFIG_FILE, MemberSpec, init_member
-from node.runtime import Deployment, Node, NodeStatus
+from node.runtime import Deployment, Node, NodeStatus, open_store
 from node.settings import LOCAL_CHAIN_ID, load_settings
 
 app = typer.Typer(
@@ -67,6 +69,7 @@ DEFAULT_CONFIG = Path(CONFIG_FILE)
 
 def main() -> None:
     """Console-script entry point: errors become one line and an exit code."""
+    logging.getLogger("asyncua").setLevel(logging.ERROR)  # its endpoint chatter is not for us
     try:
         app()
     except QnodeError as exc:
@@ -559,17 +562,365 @@ def chain_status(run_dir: RunDirOption = None) -> None:
 
 # -- ingestion: sources, validation, quarantine (issue 4) -------------------------------------
 
+quarantine_app = typer.Typer(
+    no_args_is_help=True, help="Rejected device readings, kept with their payload as received."
+)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    config: ConfigOption = DEFAULT_CONFIG,
+    reason: Annotated[str | None, typer.Option(help="Only this reason, e.g. duplicate.")] = None,
+    device: Annotated[str | None, typer.Option(help="Only this device id.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+) -> None:
+    """Quarantined readings, newest first, and the count of each reason."""
+    from rich.text import Text
+
+    from node.oracles.quarantine import Quarantine
+    from node.oracles.validation import Reason
+
+    if reason is not None and reason not in {r.value for r in Reason}:
+        raise ConfigError(f"unknown reason {reason!r}; one of {', '.join(r.value for r in Reason)}")
+    quarantine = Quarantine(_open(config).store())
+    table = Table("id", "received (UTC)", "reason", "device", "bytes", "detail")
+    for entry in quarantine.entries(reason, device, limit):
+        table.add_row(
+            str(entry.id),
+            _utc_us(entry.received_at_us),
+            entry.reason,
+            Text(entry.device_id or "-"),
+            str(len(entry.payload)),
+            Text(entry.detail),
+        )
+    out.print(table)
+    counts = quarantine.count_by_reason()
+    summary = ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "none"
+    out.print(f"{sum(counts.values())} reading(s) in quarantine: {summary}", markup=False)
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    entry_id: Annotated[int, typer.Argument(help="The quarantine entry id.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """One quarantined reading, its payload printed byte for byte (non-printable bytes escaped)."""
+    from node.oracles.quarantine import Quarantine
+
+    entry = Quarantine(_open(config).store()).entry(entry_id)
+    print(f"id:       {entry.id}")
+    print(f"received: {_utc_us(entry.received_at_us)}")
+    print(f"source:   {entry.source}")
+    print(f"device:   {entry.device_id or '-'}")
+    print(f"reason:   {entry.reason}")
+    print(f"detail:   {entry.detail}")
+    print(f"payload:  {len(entry.payload)} bytes")
+    print(_escaped(entry.payload))
+
+
+def _utc_us(timestamp_us: int) -> str:
+    moment = datetime.fromtimestamp(timestamp_us / 1e6, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _escaped(payload: bytes) -> str:
+    """Printable ASCII as is; backslash, newline and every other byte as an escape."""
+    return "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in payload)
+
 
 # -- simulate: OPC UA coating-line PLC --------------------------------------------------------
+
+
+@simulate_app.command("plc")
+def simulate_plc(
+    port: Annotated[
+        int | None, typer.Option(help="Port on 127.0.0.1 [default: a free one].")
+    ] = None,
+    drift: Annotated[
+        list[str] | None,
+        typer.Option(help="Thickness drift: mean=<µm/min> or cv=<%-points/min>; repeatable."),
+    ] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="bad|uncertain|nan|stuck[:Gauge<n>|BakeOven] (default Gauge1), or no-ack; "
+            "repeatable."
+        ),
+    ] = None,
+    ack_delay: Annotated[
+        float, typer.Option(help="Seconds before a blade-pressure request is acknowledged.")
+    ] = 0.2,
+    duration: Annotated[
+        str | None, typer.Option(help="Stop after e.g. 90s or 10m [default: at Ctrl-C].")
+    ] = None,
+    write_config: Annotated[
+        Path | None,
+        typer.Option(help="Write an [oracles] config fragment subscribing to the PLC."),
+    ] = None,
+) -> None:
+    """Run the coating-line PLC simulator: an OPC UA server on 127.0.0.1."""
+    import asyncio
+
+    from node.oracles.simulators.coating_plc import CoatingLinePlc, Drift, FaultSpec, PlcConfig
+    from node.settings import write_config as write_config_file
+
+    config = PlcConfig(
+        port=port,
+        drift=Drift.parse(drift or []),
+        faults=tuple(FaultSpec.parse(text) for text in fault or []),
+        ack_delay_s=ack_delay,
+    )
+    seconds = _duration(duration) if duration else None
+
+    async def run() -> None:
+        async with CoatingLinePlc(config) as plc:
+            out.print(f"coating-line PLC listening on {plc.endpoint}")
+            for name in plc.sensor_names():
+                node = plc.node_settings(name)
+                out.print(f"  {node.node_id} -> {node.device} {node.quantity} [{node.unit}]")
+            if write_config is not None:
+                write_config_file(write_config, {"oracles": plc.oracle_settings_values()})
+                out.print(f"wrote {write_config}")
+            loop = asyncio.get_running_loop()
+            deadline = None if seconds is None else loop.time() + seconds
+            interval = 1.0 if sys.stdout.isatty() else 5.0
+            while deadline is None or loop.time() < deadline:
+                left = interval if deadline is None else deadline - loop.time()
+                await asyncio.sleep(max(0.0, min(interval, left)))
+                out.print(plc.snapshot().describe())
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        out.print("stopped")
 
 
 # -- simulate: MQTT device fleet --------------------------------------------------------------
 
 
+@simulate_app.command("fleet")
+def simulate_fleet(
+    broker: Annotated[str, typer.Option(help="The broker, mqtt://host:port.")] = (
+        "mqtt://127.0.0.1:1883"
+    ),
+    devices: Annotated[int, typer.Option(help="Devices: half sensors, half gauges.")] = 4,
+    rate: Annotated[float, typer.Option(help="Messages per second per device.")] = 1.0,
+    faults: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated fault classes, or 'all': nan, out_of_range, bad_signature, "
+            "unknown_device, malformed_json, oversize, future_timestamp, stale_timestamp, replay, "
+            "wrong_unit."
+        ),
+    ] = "",
+    fault_rate: Annotated[float, typer.Option(help="Share of faulty messages.")] = 0.05,
+    drift: Annotated[float, typer.Option(help="Mean drift per minute (CEL, MMT).")] = 0.0,
+    points: Annotated[int, typer.Option(help="Points per environment-sensor message.")] = 2,
+    sign: Annotated[bool, typer.Option(help="Sign with the devices' ed25519 keys.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the device keys and values.")] = 0,
+    topic_prefix: Annotated[str, typer.Option(help="Topics are <prefix>/<device>/data.")] = (
+        "qnode/devices"
+    ),
+    client_id: Annotated[str, typer.Option(help="The fleet's MQTT client id.")] = "qnode-fleet",
+    duration: Annotated[
+        str | None, typer.Option(help="Stop after e.g. 90s or 10m [default: at Ctrl-C].")
+    ] = None,
+    write_config: Annotated[
+        Path | None,
+        typer.Option(help="Write the [oracles] fragment (devices, keys, quantities, mqtt)."),
+    ] = None,
+) -> None:
+    """Run an MQTT device fleet publishing signed messages with QoS 1, with drift and faults."""
+    from node.oracles.simulators.device_fleet import (
+        DeviceFleet,
+        Fault,
+        FleetPublisher,
+        FleetSpec,
+        PublishProgress,
+    )
+    from node.settings import write_config as write_config_file
+
+    try:
+        spec = FleetSpec(
+            devices=devices,
+            points=points,
+            sign=sign,
+            seed=seed,
+            topic_prefix=topic_prefix,
+            drift_per_min=drift,
+            faults=Fault.parse_list(faults),
+            fault_rate=fault_rate,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if rate <= 0:
+        raise ConfigError("--rate must be above 0")
+    fleet = DeviceFleet(spec)
+    if write_config is not None:
+        oracles = fleet.oracle_settings()
+        oracles["mqtt"] = {"url": broker, "topics": fleet.mqtt_topics()}
+        write_config_file(write_config, {"oracles": oracles})
+        out.print(f"wrote {write_config}")
+    seconds = _duration(duration) if duration else None
+
+    def report(progress: PublishProgress) -> None:
+        rate_now = progress.published / progress.elapsed_s if progress.elapsed_s else 0.0
+        out.print(
+            f"{progress.elapsed_s:7.1f} s  published {progress.published} messages "
+            f"({progress.faults} faults), {rate_now:.0f} msg/s"
+        )
+
+    with FleetPublisher(broker, client_id) as publisher:
+        out.print(
+            f"fleet of {devices} devices publishing to {broker} {fleet.topic_filter()} "
+            f"at {rate:g} Hz each"
+        )
+        try:
+            report(publisher.run(fleet, rate, seconds, progress=report))
+            publisher.flush(10.0)
+        except KeyboardInterrupt:
+            out.print("interrupted")
+    out.print("stopped")
+
+
 # -- attest: EIP-712 attestations and QualityLedger ---------------------------------------------
 
 
+@attest_app.command("deploy")
+def attest_deploy(
+    config: ConfigOption = DEFAULT_CONFIG,
+    lab_quorum: Annotated[
+        int, typer.Option(help="Distinct lab members that must approve a lab result.")
+    ] = 1,
+) -> None:
+    """Deploy QualityLedger.sol for this consortium."""
+    from node.chain.quality_ledger import QualityLedger
+
+    node = _open(config)
+    ledger, receipt = QualityLedger.deploy(node.sender, node.consortium().address, lab_quorum)
+    node.record_deployment("QualityLedger", Deployment.of(ledger.address, receipt))
+    out.print(
+        f"QualityLedger deployed at {ledger.address} in block {receipt.block_number}"
+        f" (lab quorum {lab_quorum})"
+    )
+
+
+@attest_app.command("verify")
+def attest_verify(
+    file: Annotated[Path, typer.Argument(help="An attestation bundle (JSON).")],
+) -> None:
+    """Check an attestation bundle offline: recover its signer(s) and print the verdict."""
+    from node.errors import AttestationError
+    from node.oracles.attestation import from_fixed_point, parse_bundle
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AttestationError(f"cannot read {file}: {exc.strerror}") from exc
+    try:
+        attestation = parse_bundle(text)
+    except AttestationError as exc:
+        raise AttestationError(f"invalid attestation bundle {file}: {exc}") from exc
+    message = attestation.message
+    value = from_fixed_point(int(message["value"]), int(message["decimals"]))
+    domain = attestation.domain
+    out.print(
+        f"valid: {attestation.schema.primary_type} {attestation.record_id}"
+        f" = {value} {message['unit']}"
+    )
+    out.print(f"signed by {attestation.signer} (nonce {attestation.nonce})")
+    for co_signature in attestation.co_signatures:
+        out.print(f"co-signed by {co_signature.signer}")
+    out.print(
+        f"domain {domain.name} v{domain.version}, chain {domain.chain_id},"
+        f" contract {domain.verifying_contract}; deadline {attestation.deadline}"
+    )
+
+
 # -- epcis: export and import -----------------------------------------------------------------
+
+
+@epcis_app.command("export")
+def epcis_export(
+    config: ConfigOption = DEFAULT_CONFIG,
+    since: Annotated[str | None, typer.Option(help="ISO time: records observed from then.")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time: observed before then.")] = None,
+    record_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Only this record type (repeatable).")
+    ] = None,
+    read_point: Annotated[str | None, typer.Option(help="GLN of the read point.")] = None,
+    biz_location: Annotated[str | None, typer.Option(help="GLN of the business location.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
+) -> None:
+    """Write the store's records as an EPCIS 2.0 JSON-LD document (eventID: CBV 2.0 hash)."""
+    from node.oracles.epcis import EpcisProfile, export
+
+    store = open_store(load_settings(config))
+    try:
+        profile = EpcisProfile.of_glns(read_point, biz_location)
+        document = export(store, _iso_us(since), _iso_us(until), record_type, profile)
+    finally:
+        store.close()
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    if output is None:
+        print(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        count = len(document["epcisBody"]["eventList"])
+        out.print(f"wrote {count} event(s) to {output}")
+
+
+@epcis_app.command("import")
+def epcis_import(
+    file: Annotated[Path, typer.Argument(help="An EPCIS 2.0 JSON-LD document.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Validate an EPCIS document (structure, every eventID) and store its events as records."""
+    from node.errors import EpcisError
+    from node.oracles.epcis import import_document
+
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise EpcisError(f"cannot read {file}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise EpcisError(f"{file} is not JSON: {exc}") from exc
+    store = open_store(load_settings(config))
+    try:
+        result = import_document(store, document)
+    finally:
+        store.close()
+    stored = ", ".join(f"{n} {t}" for t, n in sorted(result.stored.items())) or "none"
+    skipped = ", ".join(f"{n} {t}" for t, n in sorted(result.skipped.items())) or "none"
+    out.print(
+        f"stored {result.total} record(s) ({stored}); already present {result.already_present}; "
+        f"skipped events without a record form: {skipped}"
+    )
+
+
+# -- run: the node's main job -------------------------------------------------------------------
+
+
+@app.command()
+def run(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Ingest from the configured OPC UA and MQTT sources, anchor batches, attest critical
+    records on-chain; until Ctrl-C."""
+    from node.service import NodeService, configured_sources
+
+    node = _open(config)
+    sources = configured_sources(node)
+    if not sources:
+        out.print("no sources configured (oracles.opcua / oracles.mqtt): anchoring and attesting")
+    service = NodeService(node, sources, progress=out.print)
+    for source in sources:
+        out.print(f"reading {type(source).__name__}")
+    try:
+        asyncio.run(service.run())
+    except KeyboardInterrupt:
+        out.print("stopped")
+    finally:
+        node.close()
 
 
 @app.command()

@@ -7,6 +7,8 @@ reuses the members and the deployed contract, redeploying only when the chain lo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import shutil
@@ -18,12 +20,23 @@ from node.anchoring.proofs import build_bundle, verify_bundle
 from node.chain.anchor_registry import AnchorRegistry
 from node.chain.connection import ChainConnection
 from node.chain.consortium import Consortium, Founder, Role
+from node.chain.quality_ledger import QualityLedger
+from node.errors import AttestationError
 from node.keys import hardhat_dev_key
+from node.offchain.genealogy import Genealogy, GenealogyInput, InputKind, record_genealogy, upstream
 from node.offchain.records import RecordInput
 from node.offchain.store import now_us
+from node.oracles.attestation import AttestationSigner
+from node.oracles.attestation import verify_bundle as verify_attestation
+from node.oracles.attestor import Attestor
+from node.oracles.digital_link import asset, check_digit, product
+from node.oracles.epcis import export
+from node.oracles.metrics import MetricsSnapshot
+from node.oracles.simulators.coating_plc import CoatingLinePlc, PlcConfig
 from node.provisioning import CONFIG_FILE, MemberSpec, init_member
 from node.runtime import Deployment, Node, NodeStatus
-from node.settings import LOCAL_CHAIN_ID, load_settings
+from node.service import NodeService, ServiceOptions, configured_sources
+from node.settings import LOCAL_CHAIN_ID, OracleSettings, load_settings
 
 DEMO_PASSWORD = "qnode-demo"
 DEMO_KDF_ITERATIONS = 2**14
@@ -31,6 +44,11 @@ DEMO_THRESHOLD = 2
 DEMO_PROPOSAL_TTL = 7 * 24 * 3600
 ORACLE_FUNDING_WEI = 10**18
 SAMPLE_RECORDS = 1000
+LINE_SECONDS = 3.0
+CELL_GTIN = "0950600013435" + check_digit("0950600013435")
+CATHODE_GTIN = "0950600099999" + check_digit("0950600099999")
+CELL_LOT = product(CELL_GTIN, lot="L2611").uri()
+CATHODE_LOT = product(CATHODE_GTIN, lot="NCM811-0457").uri()
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,13 @@ def run_demo(
     for node in nodes:
         _ensure_oracle(node, progress)
     _anchor_sample(founders[0], root, progress)
+    ledger = _ensure_ledger(founders[0], progress)
+    for node in nodes[1:]:
+        node.record_deployment("QualityLedger", ledger)
+    if not _has_measurements(founders[1]):
+        _run_coating_line(founders[1], progress)
+        _attest_lab_result(founders[2], root, progress)
+        _record_genealogy_and_export(founders[1], root, progress)
     return [node.status() for node in nodes]
 
 
@@ -216,3 +241,120 @@ def _anchor_sample(node: Node, root: Path, progress: Progress) -> None:
     path.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
     verify_bundle(bundle, node.anchor_registry())
     progress(f"proof of record {first.record_id[:18]}… written to {path} and verified on-chain")
+
+
+def _ensure_ledger(deployer: Node, progress: Progress) -> Deployment:
+    recorded = deployer.deployment("QualityLedger")
+    if recorded is not None and deployer.connection.has_code(recorded.address):
+        return recorded
+    ledger, receipt = QualityLedger.deploy(deployer.sender, deployer.consortium().address, 1)
+    deployment = Deployment.of(ledger.address, receipt)
+    deployer.record_deployment("QualityLedger", deployment)
+    progress(f"QualityLedger deployed at {ledger.address} ({receipt.gas_used} gas), lab quorum 1")
+    return deployment
+
+
+def _has_measurements(node: Node) -> bool:
+    return node.store().count_records("measurement") > 0
+
+
+def _run_coating_line(node: Node, progress: Progress) -> None:
+    """The coating line's PLC (simulated) read over OPC UA by the member's running node service,
+    with one signed inspection verdict on the side; batches anchored, the verdict on-chain."""
+    node.store().add_records([_inspection(CELL_LOT, 84.9, "pass")])
+    snapshot = asyncio.run(_serve_coating_line(node, progress))
+    progress(
+        f"{node.settings.member.name}: {snapshot.messages_accepted} OPC UA readings from the "
+        f"coating line stored ({snapshot.messages_rejected} quarantined)"
+    )
+
+
+async def _serve_coating_line(node: Node, progress: Progress) -> MetricsSnapshot:
+    plc = CoatingLinePlc(PlcConfig(seed=7, gauge_interval_s=0.1))
+    await plc.start()
+    try:
+        oracles = OracleSettings(**plc.oracle_settings_values())
+        settings = node.settings.model_copy(update={"oracles": oracles})
+        line_node = Node(settings, node.connection, node.account, DEMO_PASSWORD)
+        service = NodeService(
+            line_node,
+            configured_sources(line_node),
+            ServiceOptions(chain_interval_s=0.5, status_interval_s=LINE_SECONDS),
+            progress,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(service.run(), LINE_SECONDS)
+        progress(await asyncio.to_thread(service.chain_pass, True))  # anchor the last readings
+        line_node.close()
+        return service.metrics.snapshot()
+    finally:
+        await plc.stop()
+
+
+def _inspection(lot: str, thickness_um: float, verdict: str) -> RecordInput:
+    fields = {
+        "part_id": lot,
+        "characteristic": "coating_thickness",
+        "value": thickness_um,
+        "unit": "4H",
+        "verdict": verdict,
+        "inspector_id": "EMP-20931",
+    }
+    return RecordInput("inspection", fields, now_us())
+
+
+def _attest_lab_result(lab: Node, root: Path, progress: Progress) -> None:
+    """The lab measures the cathode lot's nickel share; its oracle signs, its member relays."""
+    fields = {
+        "sample": CATHODE_LOT,
+        "method": "ICP-OES Ni/(Ni+Mn+Co)",
+        "value": 0.8123,
+        "unit": "C62",
+        "verdict": "pass",
+        "analyst_id": "EMP-7781",
+    }
+    record = lab.store().add_records([RecordInput("lab_result", fields, now_us())])[0]
+    ledger = lab.quality_ledger()
+    attestor = Attestor(
+        lab.store(), AttestationSigner(lab.oracle_sender().account, ledger.domain()), ledger
+    )
+    [attestation] = attestor.attest([record])
+    outcome = attestor.submit_pending()
+    if outcome.failed:
+        raise AttestationError(f"the lab result was refused: {outcome.failed[0][1]}")
+    path = root / "attestation-example.json"
+    path.write_text(json.dumps(attestation.to_bundle(), indent=2) + "\n", encoding="utf-8")
+    signer = verify_attestation(attestation.to_bundle(), ledger.domain())
+    on_chain = ledger.read_record(record.record_id)
+    progress(
+        f"{lab.settings.member.name}: lab result {on_chain.value} on-chain, signed by oracle "
+        f"{signer}; bundle in {path}"
+    )
+
+
+def _record_genealogy_and_export(node: Node, root: Path, progress: Progress) -> None:
+    cell = product(CELL_GTIN, lot="L2611", serial="C000123").uri()
+    record_genealogy(
+        node.store(),
+        [
+            Genealogy(
+                output=cell,
+                inputs=(
+                    GenealogyInput(CELL_LOT, InputKind.PARENT_LOT),
+                    GenealogyInput(CATHODE_LOT, InputKind.MATERIAL_LOT),
+                    GenealogyInput(asset("0950600013435COATER01").uri(), InputKind.EQUIPMENT),
+                ),
+                observed_at_us=now_us(),
+                process_step="coating",
+                operator_id="badge-20931",
+            )
+        ],
+    )
+    tree = upstream(node.store(), cell)
+    document = export(node.store())
+    path = root / "epcis-borealis.json"
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    progress(
+        f"{node.settings.member.name}: cell {cell} traced to {len(tree.ids()) - 1} upstream "
+        f"ids; {len(document['epcisBody']['eventList'])} EPCIS 2.0 events in {path}"
+    )

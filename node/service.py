@@ -79,9 +79,10 @@ class NodeService:
             for source in self.sources:
                 await source.close()
 
-    def chain_pass(self) -> str:
-        """One anchoring and attestation pass; what it did, as a line for the operator."""
-        closed = self._batcher.close_batches()
+    def chain_pass(self, force: bool = False) -> str:
+        """One anchoring and attestation pass; what it did, as a line for the operator.
+        ``force`` closes a partial batch at once (e.g. before shutting down)."""
+        closed = self._batcher.close_batches(force=force)
         try:
             registry = self.node.anchor_registry(self.node.oracle_sender())
             anchored = self._batcher.anchor_pending(registry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -29,6 +30,17 @@ def test_the_demo_builds_the_consortium_and_is_idempotent(tmp_path: Path) -> Non
     assert all(len(s.oracles) == 1 and s.oracles[0].active for s in statuses)
     assert len({s.consortium for s in statuses}) == 1
     assert any("admitted" in m for m in messages)
+    shop_floor = "\n".join(messages)
+    assert "OPC UA readings from the coating line stored (0 quarantined)" in shop_floor
+    assert "1 attested, 1 recorded on-chain" in shop_floor  # the coating verdict
+    assert "lab result 0.8123 on-chain" in shop_floor
+    assert "EPCIS 2.0 events" in shop_floor
+    bundle = json.loads((tmp_path / "attestation-example.json").read_text())
+    assert bundle["primaryType"] == "LabResult"
+    assert "EMP-7781" not in json.dumps(bundle)  # the analyst stays in the lab's store
+    epcis = (tmp_path / "epcis-borealis.json").read_text()
+    assert "sensorElementList" in epcis and "TransformationEvent" in epcis
+    assert "badge-20931" not in epcis and "EMP-20931" not in epcis
 
     head = connection.head_block()
     again = run_demo(tmp_path, "embedded", connection, progress=messages.append)

@@ -210,9 +210,12 @@ class Store:
             return None
         return PrivatePart(bytes(row.salt), json.loads(row.values_json))
 
-    def count_records(self) -> int:
+    def count_records(self, record_type: str | None = None) -> int:
+        query = select(func.count()).select_from(RECORDS)
+        if record_type is not None:
+            query = query.where(RECORDS.c.record_type == record_type)
         with self.transaction() as connection:
-            return int(connection.execute(select(func.count()).select_from(RECORDS)).scalar_one())
+            return int(connection.execute(query).scalar_one())
 
 
 @dataclass
