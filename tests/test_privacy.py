@@ -10,6 +10,8 @@ import pytest
 from node.chain.connection import embedded_chain
 from node.demo import DEMO_PASSWORD, FOUNDERS, member_dir, run_demo
 from node.offchain.records import RecordInput
+from node.oracles.attestation import AttestationSigner
+from node.oracles.attestor import Attestor
 from node.runtime import Node
 from node.settings import LOCAL_CHAIN_ID, load_settings
 
@@ -25,7 +27,7 @@ def test_no_private_value_reaches_the_chain_or_a_log(
     run_demo(tmp_path, "embedded", connection)
     settings = load_settings(member_dir(tmp_path, FOUNDERS[2]) / "qnode.toml")
     lab = Node.open(settings, DEMO_PASSWORD, connection)
-    lab.store().add_records(
+    inspections = lab.store().add_records(
         [
             RecordInput(
                 "inspection",
@@ -46,6 +48,11 @@ def test_no_private_value_reaches_the_chain_or_a_log(
     batcher = lab.batcher()
     batcher.close_batches(force=True)
     assert batcher.anchor_pending(lab.anchor_registry(lab.oracle_sender()))
+    ledger = lab.quality_ledger()  # inspections are critical: their public fields go on-chain
+    oracle = AttestationSigner(lab.oracle_sender().account, ledger.domain())
+    attestor = Attestor(lab.store(), oracle, ledger)
+    attestor.attest(inspections)
+    assert len(attestor.submit_pending().confirmed) == 50
 
     w3 = connection.w3
     payloads: list[bytes] = []
@@ -66,5 +73,5 @@ def test_no_private_value_reaches_the_chain_or_a_log(
             assert bytes.fromhex(value) not in chain_bytes, value
         assert value not in caplog.text
     # the values are in the store, where they belong
-    record_ids = [r.record_id for r in batcher.records_of(batcher.batches()[-1])]
-    assert lab.store().private_part(record_ids[0]).values["biometric_template"] == BIOMETRIC  # type: ignore[union-attr]
+    private = lab.store().private_part(inspections[0].record_id)
+    assert private is not None and private.values["biometric_template"] == BIOMETRIC
