@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
@@ -116,14 +116,18 @@ class GenealogyLinkRow(Base):
 
 
 class AttestationRow(Base):
-    """A critical record's EIP-712 attestation (bundle JSON) and its way onto the chain."""
+    """A critical record's EIP-712 attestation (bundle JSON) and its way onto the chain:
+    signed -> submitted -> confirmed | failed. A record may be signed again after a failure (a new
+    digest), so ``record_id`` is not unique; the chain records an id once."""
 
     __tablename__ = "attestations"
+    __table_args__ = (Index("ix_attestations_signer_nonce", "signer", "nonce"),)
 
     digest: Mapped[str] = mapped_column(String(66), primary_key=True)
-    record_id: Mapped[str] = mapped_column(String(66), unique=True)
+    record_id: Mapped[str] = mapped_column(String(66), index=True)
     kind: Mapped[str] = mapped_column(String(40))
     signer: Mapped[str] = mapped_column(String(42))
+    nonce: Mapped[int] = mapped_column(BigInteger)
     bundle_json: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), index=True)
     created_at_us: Mapped[int] = mapped_column(BigInteger)

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 
 from node.chain.quality_ledger import QualityLedger
 from node.chain.sender import SentTx
 from node.errors import AttestationError, ChainError
 from node.offchain.models import AttestationRow, Base
 from node.offchain.records import StoredRecord
-from node.offchain.store import Store
+from node.offchain.store import RECORDS, Store, stored_record
 from node.oracles.attestation import (
     Attestation,
     AttestationKind,
@@ -72,6 +72,7 @@ class Attestor:
         self.signer = signer
         self.ledger = ledger
         self.validity_s = validity_s
+        self._cursor = "0x"
 
     def attest(self, records: Sequence[StoredRecord]) -> list[Attestation]:
         """Sign ``records`` (all of critical types) and store the attestations, all or nothing."""
@@ -83,6 +84,29 @@ class Attestor:
         with self.store.transaction() as connection:
             for attestation in attestations:
                 write_attestation(connection, attestation)
+        return attestations
+
+    def attest_unattested(self, limit: int = 1000) -> list[Attestation]:
+        """Sign the stored critical records that have no attestation yet (oldest first).
+
+        Records are examined once per process, from a cursor over the time-ordered record ids.
+        """
+        query = (
+            select(RECORDS)
+            .where(
+                RECORDS.c.record_type.in_(ATTESTED_TYPES),
+                RECORDS.c.record_id > self._cursor,
+                ~exists().where(ATTESTATIONS.c.record_id == RECORDS.c.record_id),
+            )
+            .order_by(RECORDS.c.record_id)
+            .limit(limit)
+        )
+        with self.store.transaction() as connection:
+            records = [stored_record(row._mapping) for row in connection.execute(query)]
+        if not records:
+            return []
+        attestations = self.attest(records)
+        self._cursor = records[-1].record_id
         return attestations
 
     def submit_pending(self, timeout: float | None = None) -> SubmitOutcome:

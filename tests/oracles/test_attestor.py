@@ -120,3 +120,21 @@ def test_only_critical_record_types_are_attested(attestor: Attestor, store: Stor
     )[0]
     with pytest.raises(AttestationError, match="only inspection, setpoint, lab_result"):
         attestor.attest([record])
+
+
+def test_stored_critical_records_are_found_and_attested_once(
+    attestor: Attestor, store: Store
+) -> None:
+    store.add_records(
+        [
+            _inspection("pass", 85.0),
+            RecordInput("environment", {"area": "A", "temperature_c": 21.5}, now_us()),
+            _inspection("fail", 95.0),
+        ]
+    )
+    assert len(attestor.attest_unattested()) == 2
+    assert attestor.attest_unattested() == []
+    later = store.add_records([_inspection("pass", 84.0)])[0]
+    [attestation] = attestor.attest_unattested()
+    assert attestation.record_id == later.record_id
+    assert len(attestor.submit_pending().confirmed) == 3

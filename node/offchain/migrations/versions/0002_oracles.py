@@ -51,9 +51,10 @@ def upgrade() -> None:
     op.create_table(
         "attestations",
         sa.Column("digest", HASH, primary_key=True),
-        sa.Column("record_id", HASH, nullable=False, unique=True),
+        sa.Column("record_id", HASH, nullable=False),
         sa.Column("kind", sa.String(40), nullable=False),
         sa.Column("signer", sa.String(42), nullable=False),
+        sa.Column("nonce", sa.BigInteger, nullable=False),
         sa.Column("bundle_json", sa.Text, nullable=False),
         sa.Column("status", sa.String(16), nullable=False, index=True),
         sa.Column("created_at_us", sa.BigInteger, nullable=False),
@@ -61,9 +62,13 @@ def upgrade() -> None:
         sa.Column("block_number", sa.BigInteger, nullable=True),
         sa.Column("error", sa.Text, nullable=True),
     )
+    op.create_index("ix_attestations_record_id", "attestations", ["record_id"])
+    op.create_index("ix_attestations_signer_nonce", "attestations", ["signer", "nonce"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_attestations_signer_nonce", "attestations")
+    op.drop_index("ix_attestations_record_id", "attestations")
     op.drop_table("attestations")
     op.drop_index("ix_genealogy_input", "genealogy_links")
     op.drop_index("ix_genealogy_output", "genealogy_links")
