@@ -18,7 +18,7 @@ from node.keys import hardhat_dev_key
 from node.settings import LOCAL_CHAIN_ID
 from tests.hardhat_node import HardhatChain
 
-pytest_plugins = ["tests.hardhat_node"]
+pytest_plugins = ["tests.hardhat_node", "tests.mqtt_broker"]
 
 TEST_KDF_ITERATIONS = 2**4
 PROPOSAL_TTL = 3600
