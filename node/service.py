@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -61,6 +62,7 @@ class NodeService:
         self.ingestor = Ingestor(node.store(), Validator(node.settings.oracles), self.metrics)
         self._batcher = node.batcher()
         self._attestor: Attestor | None = None
+        self._chain_pass_lock = threading.Lock()
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self.ingestor.run(source)) for source in self.sources]
@@ -81,7 +83,14 @@ class NodeService:
 
     def chain_pass(self, force: bool = False) -> str:
         """One anchoring and attestation pass; what it did, as a line for the operator.
-        ``force`` closes a partial batch at once (e.g. before shutting down)."""
+        ``force`` closes a partial batch at once (e.g. before shutting down).
+
+        Passes never overlap: a pass running in a worker thread when ``run`` is cancelled goes on
+        to its end, and a pass called meanwhile waits for it."""
+        with self._chain_pass_lock:
+            return self._chain_pass(force)
+
+    def _chain_pass(self, force: bool) -> str:
         closed = self._batcher.close_batches(force=force)
         try:
             registry = self.node.anchor_registry(self.node.oracle_sender())

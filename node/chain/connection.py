@@ -8,6 +8,7 @@ middleware). The chainId is checked when connecting.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -164,8 +165,21 @@ def embedded_chain(chain_id: int) -> ChainConnection:
     tester = EthereumTester(backend)
     endpoints = {namespace: dict(methods) for namespace, methods in API_ENDPOINTS.items()}
     endpoints["eth"]["chainId"] = static_return(chain_id)
-    w3 = Web3(EthereumTesterProvider(tester, api_endpoints=endpoints))
+    w3 = Web3(_SerialTesterProvider(tester, api_endpoints=endpoints))
     return ChainConnection(w3, EMBEDDED_RPC, chain_id, tester=tester)
+
+
+class _SerialTesterProvider(EthereumTesterProvider):
+    """eth-tester is not thread-safe (two threads mining at once corrupt its canonical chain):
+    requests from a node's worker threads are served one at a time."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = threading.RLock()
+
+    def make_request(self, method: Any, params: Any) -> Any:
+        with self._lock:
+            return super().make_request(method, params)
 
 
 def rpc_chain(url: str, poa: str = "auto", timeout: float = 10.0) -> ChainConnection:

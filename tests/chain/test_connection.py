@@ -15,12 +15,14 @@ from web3.exceptions import ExtraDataLengthError
 
 from node.chain.connection import connect, embedded_chain, is_poa_extra_data, rpc_chain
 from node.chain.localnode import free_port
+from node.chain.sender import TransactionSender
 from node.errors import ChainUnavailableError, ForbiddenKeyError, WrongChainError
 from node.keys import hardhat_dev_key
 from node.runtime import Node
 from node.settings import LOCAL_CHAIN_ID, ChainSettings, settings_from_values
 from tests.hardhat_node import HardhatChain
 
+ZERO_ADDRESS = "0x" + "00" * 20
 QBFT_EXTRA_DATA = "0x" + "f8" * 97  # QBFT/IBFT put validators and seals in extraData
 
 
@@ -142,3 +144,29 @@ def test_without_the_poa_middleware_such_blocks_are_unreadable(poa_proxy: str) -
     connection = rpc_chain(poa_proxy, poa="off")
     with pytest.raises(ExtraDataLengthError):
         connection.w3.eth.get_block("latest")
+
+
+def test_embedded_chain_serves_several_threads_at_once() -> None:
+    """eth-tester mines a block per transaction; two threads mining at once broke its canonical
+    chain (BlockNotFound) before the provider served requests one at a time."""
+    connection = embedded_chain(LOCAL_CHAIN_ID)
+    senders = [
+        TransactionSender(connection, hardhat_dev_key(index))
+        for index in range(4)
+    ]
+    errors: list[BaseException] = []
+
+    def send_transfers(sender: TransactionSender) -> None:
+        try:
+            for _ in range(15):
+                sender.transfer(ZERO_ADDRESS, 1)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send_transfers, args=(s,)) for s in senders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert connection.head_block() == 60
