@@ -503,7 +503,7 @@ def render_contract_errors(artifacts: Iterable[Mapping[str, Any]]) -> str:
         GENERATED_HEADER,
         '"""Custom errors of the consortium contracts, as exceptions.',
         "",
-        f"Contracts: {contracts}.",
+        *textwrap.wrap(f"Contracts: {contracts}.", width=100, break_on_hyphens=False),
         "",
         "One class per custom error in the compiled ABIs, each a ``ContractRevertError`` carrying",
         "its 4-byte ``selector``, its ``signature`` and its argument names and types; see",
