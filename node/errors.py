@@ -135,3 +135,10 @@ class IdentifierError(QnodeError):
     """A GS1 identifier or Digital Link URI is malformed (e.g. a wrong check digit)."""
 
     exit_code = 12
+
+
+class SpcError(QnodeError):
+    """Statistical process control cannot run on its input: non-finite values, empty, unequal or
+    too few subgroups, inconsistent specification limits, or an unreadable data file."""
+
+    exit_code = 2

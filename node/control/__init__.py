@@ -1,0 +1,1 @@
+"""Process control: SPC charts, capability, run rules, and the actions they trigger."""
