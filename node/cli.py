@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -22,6 +24,7 @@ from node.anchoring.proofs import build_bundle, load_bundle, verify_bundle, veri
 from node.chain.anchor_registry import AnchorRegistry
 from node.chain.consortium import Approval, Consortium, Founder, Role
 from node.chain.localnode import LocalChain, default_run_dir
+from node.control import spc
 from node.errors import (
     ChainUnavailableError,
     ConfigError,
@@ -29,6 +32,7 @@ from node.errors import (
     ProofError,
     QnodeError,
     RecordError,
+    SpcError,
 )
 from node.keys import DEFAULT_KDF_ITERATIONS, PASSWORD_ENV, hardhat_dev_key, read_keystore
 from node.offchain.records import RecordInput
@@ -950,3 +954,243 @@ def demo(
     first = directory / "aster-motors" / CONFIG_FILE
     out.print(f"\nnext: QNODE_KEYSTORE_PASSWORD=qnode-demo .venv/bin/qnode status -c {first}")
     out.print("stop the chain with: scripts/chain stop")
+
+
+# -- spc: control charts, capability and run rules of a CSV column ----------------------------
+
+_SPC_CHARTS = ("xbar-r", "xbar-s", "imr", "p", "u")
+_SPC_RULES = {"nelson": spc.NELSON_RULES, "western-electric": spc.WESTERN_ELECTRIC_RULES}
+_PLOT_MAX_POINTS = 100
+
+
+@app.command("spc")
+def spc_command(
+    file: Annotated[Path, typer.Argument(help="A CSV file with a header row.")],
+    column: Annotated[str, typer.Option(help="The measured values (counts for p and u charts).")],
+    subgroup_column: Annotated[
+        str | None, typer.Option(help="Rows with the same value here form one subgroup.")
+    ] = None,
+    subgroup_size: Annotated[
+        int | None, typer.Option(help="Consecutive rows form subgroups of this size.")
+    ] = None,
+    size_column: Annotated[
+        str | None, typer.Option(help="Sample sizes (p chart) or inspected units (u chart).")
+    ] = None,
+    lsl: Annotated[float | None, typer.Option(help="Lower specification limit.")] = None,
+    usl: Annotated[float | None, typer.Option(help="Upper specification limit.")] = None,
+    chart: Annotated[
+        str | None,
+        typer.Option(help="xbar-r, xbar-s, imr, p or u (default: xbar-r if subgrouped, else imr)."),
+    ] = None,
+    rules: Annotated[str, typer.Option(help="Run rules: nelson or western-electric.")] = "nelson",
+    confidence: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
+) -> None:
+    """Control chart (as a text plot), capability and run-rule violations of a CSV column."""
+    kind = chart or ("xbar-r" if subgroup_column or subgroup_size else "imr")
+    if kind not in _SPC_CHARTS:
+        raise SpcError(f"unknown chart {kind!r}: use {', '.join(_SPC_CHARTS)}")
+    if rules not in _SPC_RULES:
+        raise SpcError(f"unknown rules {rules!r}: use {' or '.join(_SPC_RULES)}")
+    ruleset = _SPC_RULES[rules]
+    spec = None if lsl is None and usl is None else spc.SpecLimits(lsl, usl)
+    subgrouped = bool(subgroup_column or subgroup_size)
+    if kind in ("p", "u"):
+        if spec is not None:
+            raise SpcError("capability needs measured values: use --chart xbar-r, xbar-s or imr")
+        if size_column is None:
+            raise SpcError(f"a {kind} chart needs --size-column (sample sizes or units)")
+        if subgrouped:
+            raise SpcError(f"a {kind} chart takes one count per row: drop the subgroup option")
+        attribute = _spc_attribute_chart(file, kind, column, size_column)
+        count = len(attribute.points)
+        out.print(
+            f"{kind} chart of {column} over {size_column} in {file}, {count} samples", markup=False
+        )
+        _print_spc_chart(attribute, "sample", height=15)
+        _print_rule_violations(attribute, "sample", ruleset, rules)
+        return
+    if subgroup_column and subgroup_size:
+        raise SpcError("give --subgroup-column or --subgroup-size, not both")
+    if kind == "imr" and subgrouped:
+        raise SpcError("--chart imr charts individual values: drop the subgroup option")
+    if kind != "imr" and not subgrouped:
+        raise SpcError(f"--chart {kind} needs --subgroup-column or --subgroup-size")
+    subgroups = _spc_subgroups(file, column, subgroup_column, subgroup_size)
+    if kind == "imr":
+        values = [v for subgroup in subgroups for v in subgroup]
+        variables, method = spc.imr_chart(values), spc.SigmaMethod.MOVING_RANGE
+        unit, shape = "value", f"{len(values)} values"
+    else:
+        if kind == "xbar-r":
+            variables, method = spc.xbar_r_chart(subgroups), spc.SigmaMethod.RANGE
+        else:
+            variables, method = spc.xbar_s_chart(subgroups), spc.SigmaMethod.STANDARD_DEVIATION
+        unit, shape = "subgroup", f"{len(subgroups)} subgroups of {variables.subgroup_size}"
+    out.print(f"{kind} chart of {column} in {file}, {shape}", markup=False)
+    _print_spc_chart(variables.location, unit, height=15)
+    _print_spc_chart(variables.spread, unit, height=8)
+    out.print(f"sigma within {variables.sigma_within:.6g} ({method.value})")
+    if spec is not None:
+        _print_capability(spc.capability(subgroups, spec, method, confidence))
+    _print_rule_violations(variables.location, unit, ruleset, rules)
+    _print_beyond_limits(variables.spread, unit)
+
+
+def _spc_attribute_chart(file: Path, kind: str, column: str, size_column: str) -> spc.ControlChart:
+    table = _spc_table(file, [column, size_column])
+    counts = _spc_numbers(file, column, table[column])
+    sizes = _spc_numbers(file, size_column, table[size_column])
+    return spc.p_chart(counts, sizes) if kind == "p" else spc.u_chart(counts, sizes)
+
+
+def _spc_subgroups(
+    file: Path, column: str, subgroup_column: str | None, subgroup_size: int | None
+) -> list[list[float]]:
+    """The column's values grouped by key or in consecutive runs; one-value groups if neither."""
+    table = _spc_table(file, [column] + ([subgroup_column] if subgroup_column else []))
+    values = _spc_numbers(file, column, table[column])
+    if subgroup_column:
+        return _spc_grouped(values, table[subgroup_column])
+    if subgroup_size is not None:
+        return _spc_chunked(values, subgroup_size, file)
+    return [[v] for v in values]
+
+
+def _spc_table(file: Path, names: list[str]) -> dict[str, list[str]]:
+    """The named columns of a CSV file, as text; any problem is one SpcError."""
+    try:
+        with file.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = list(reader.fieldnames or [])
+            for name in names:
+                if name not in header:
+                    raise SpcError(f"{file} has no column {name!r} (columns: {', '.join(header)})")
+            rows = list(reader)
+    except OSError as exc:
+        raise SpcError(f"cannot read {file}: {exc.strerror}") from exc
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise SpcError(f"{file} is not a readable CSV file: {exc}") from exc
+    if not rows:
+        raise SpcError(f"{file} has no data rows")
+    return {name: [(row.get(name) or "").strip() for row in rows] for name in names}
+
+
+def _spc_numbers(file: Path, name: str, texts: list[str]) -> list[float]:
+    numbers = []
+    for line, text in enumerate(texts, start=2):  # line 1 is the header
+        try:
+            value = float(text)
+        except ValueError:
+            raise SpcError(f"{file} line {line}: {name} is {text!r}, not a number") from None
+        if not math.isfinite(value):
+            raise SpcError(f"{file} line {line}: {name} is {text!r}, not a finite number")
+        numbers.append(value)
+    return numbers
+
+
+def _spc_grouped(values: list[float], keys: list[str]) -> list[list[float]]:
+    """Subgroups by key, in the order the keys first appear."""
+    groups: dict[str, list[float]] = {}
+    for key, value in zip(keys, values, strict=True):
+        groups.setdefault(key, []).append(value)
+    return list(groups.values())
+
+
+def _spc_chunked(values: list[float], size: int, file: Path) -> list[list[float]]:
+    if size < 1 or len(values) % size:
+        raise SpcError(f"the {len(values)} values of {file} do not split into subgroups of {size}")
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def _print_spc_chart(chart: spc.ControlChart, unit: str, height: int) -> None:
+    out.print()
+    out.print(f"[bold]{chart.statistic}[/]")
+    for line in _text_plot(chart, unit, height):
+        out.print(line, markup=False)
+    limits = chart.constant_limits
+    if limits is None:
+        lows, highs = chart.lower_limits, chart.upper_limits
+        text = f"LCL {min(lows):.7g}..{max(lows):.7g}  UCL {min(highs):.7g}..{max(highs):.7g}"
+    else:
+        text = f"LCL {limits[0]:.7g}  UCL {limits[1]:.7g}"
+    out.print(f"CL {chart.center:.7g}  {text}", markup=False)
+
+
+def _text_plot(chart: spc.ControlChart, unit: str, height: int) -> list[str]:
+    """Points (o, X beyond limits), center line (-) and limits (=), newest points at most."""
+    first = max(0, len(chart.points) - _PLOT_MAX_POINTS)
+    points = chart.points[first:]
+    lower, upper = chart.lower_limits[first:], chart.upper_limits[first:]
+    bottom, top = min(*points, *lower, chart.center), max(*points, *upper, chart.center)
+    span = (top - bottom) or 1.0
+
+    def row(value: float) -> int:
+        return round((top - value) / span * (height - 1))
+
+    width = 2 if len(points) <= 50 else 1
+    background = [[" "] * len(points) for _ in range(height)]
+    for j in range(len(points)):
+        background[row(chart.center)][j] = "-"
+        background[row(lower[j])][j] = "="
+        background[row(upper[j])][j] = "="
+    marks: dict[tuple[int, int], str] = {}
+    for j, value in enumerate(points):
+        marks[(row(value), j)] = "X" if first + j in chart.beyond_limits else "o"
+    labels = {row(lower[-1]): "LCL", row(upper[-1]): "UCL", row(chart.center): "CL"}
+    lines = []
+    for r in range(height):
+        cells = "".join(
+            marks.get((r, j), background[r][j]) + background[r][j] * (width - 1)
+            for j in range(len(points))
+        )
+        level = top - r * span / (height - 1)
+        lines.append(f"{labels.get(r, ''):>3} {level:>11.5g} |{cells}")
+    lines.append(" " * 16 + "+" + "-" * (len(points) * width))
+    lines.append(" " * 17 + f"{unit}s {first + 1}..{len(chart.points)}")
+    return lines
+
+
+def _print_capability(study: spc.Capability) -> None:
+    tail = (1 - study.confidence) / 2 * 100
+    table = Table("index", "value", f"{tail:g}%", f"{100 - tail:g}%", title="capability")
+    indices = {"Cp": study.cp, "Cpl": study.cpl, "Cpu": study.cpu, "Cpk": study.cpk,
+               "Pp": study.pp, "Ppl": study.ppl, "Ppu": study.ppu, "Ppk": study.ppk}  # fmt: skip
+    for name, estimate in indices.items():
+        if estimate is not None:
+            table.add_row(
+                name, f"{estimate.value:.4f}", f"{estimate.lower:.4f}", f"{estimate.upper:.4f}"
+            )
+    out.print()
+    out.print(table)
+    ppm = Table("PPM", "< LSL", "> USL", "total", title="parts per million out of spec")
+    for label, counts in (
+        ("observed", study.observed_ppm),
+        ("expected (within)", study.expected_within_ppm),
+        ("expected (overall)", study.expected_overall_ppm),
+    ):
+        cells = [counts.below, counts.above, counts.total]
+        ppm.add_row(label, *("-" if v is None else f"{v:,.1f}" for v in cells))
+    out.print(ppm)
+    out.print(
+        f"N {study.count}, mean {study.mean:.6g}, sigma within {study.sigma_within:.6g} "
+        f"({study.sigma_method.value}), sigma overall {study.sigma_overall:.6g}"
+    )
+
+
+def _print_rule_violations(
+    chart: spc.ControlChart, unit: str, rules: tuple[spc.RunRule, ...], name: str
+) -> None:
+    violations = spc.chart_rule_violations(chart, rules)
+    out.print()
+    if not violations:
+        out.print(f"run rules ({name}) on the {chart.statistic}: no violations")
+        return
+    out.print(f"run rules ({name}) on the {chart.statistic}:")
+    for violation in violations:
+        numbers = ", ".join(str(i + 1) for i in violation.indices)
+        out.print(f"  {violation.rule}: {violation.description}: {unit}s {numbers}", markup=False)
+
+
+def _print_beyond_limits(chart: spc.ControlChart, unit: str) -> None:
+    numbers = ", ".join(str(i + 1) for i in chart.beyond_limits) or "none"
+    out.print(f"{chart.statistic} beyond its limits: {numbers}")
