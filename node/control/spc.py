@@ -13,7 +13,10 @@ Montgomery's piston-ring data, the NIST/SEMATECH e-Handbook examples):
   individuals example (``MR̄/1.128``) and qcc's printed sigmas use; d3 is the standard deviation
   of the range of n standard normals to seven decimals; c4 is exact. The other factors are
   derived: ``A2 = 3/(d2√n)``, ``D3 = max(0, 1 - 3·d3/d2)``, ``D4 = 1 + 3·d3/d2``,
-  ``A3 = 3/(c4√n)``, ``B3 = max(0, 1 - 3·√(1-c4²)/c4)``, ``B4 = 1 + 3·√(1-c4²)/c4``.
+  ``A3 = 3/(c4√n)``, ``B3 = max(0, 1 - 3·√(1-c4²)/c4)``, ``B4 = 1 + 3·√(1-c4²)/c4``, so
+  limits always equal center ± 3 estimated sigmas of the plotted statistic. The price: A2 for
+  n = 2 is 1.8806 where tables built on the exact d2 (1.128379) print 1.880, and A2, D3, D4 may
+  differ from such tables by up to 8e-4 elsewhere (D4 for n = 3: 2.5742 here, 2.5746 there).
 * Confidence intervals use N, the number of individual observations: Cp and Pp with the
   chi-square distribution on N - 1 degrees of freedom, Cpl, Cpu, Cpk and their P counterparts
   with Bissell's (1990) normal approximation ``Ĉ ± z·√(1/(9N) + Ĉ²/(2(N-1)))``.
