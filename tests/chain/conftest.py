@@ -11,14 +11,14 @@ from eth_account.signers.local import LocalAccount
 from node.chain.consortium import Consortium, Role
 from node.chain.sender import TransactionSender
 
-OracleFactory = Callable[[Consortium], TransactionSender]
+OracleSenderFactory = Callable[[Consortium], TransactionSender]
 AdmitFactory = Callable[[LocalAccount, Role, str], Consortium]
 
 
 @pytest.fixture
 def new_oracle_sender(
     make_sender: Callable[[LocalAccount], TransactionSender],
-) -> OracleFactory:
+) -> OracleSenderFactory:
     """Register a fresh oracle key for the member behind ``consortium``, fund it from the member,
     and return a sender signing as that key."""
 

@@ -49,9 +49,11 @@ from node.chain.corrective_action import (
 from node.chain.sender import TransactionSender
 from node.chain.supplier_quality import SupplierQuality
 from node.settings import LOCAL_CHAIN_ID
-from tests.chain.conftest import AdmitFactory, OracleFactory
 
 DEPLOY_GAS_LIMIT = 1_400_000
+
+OracleSenderFactory = Callable[[Consortium], TransactionSender]  # fixture new_oracle_sender
+AdmitFactory = Callable[[LocalAccount, Role, str], Consortium]  # fixture admit
 
 
 def _hash(text: str) -> str:
@@ -133,7 +135,7 @@ def parties(
     consortium_2_of_3: list[Consortium],
     dev_accounts: list[LocalAccount],
     make_sender: Callable[[LocalAccount], TransactionSender],
-    new_oracle_sender: OracleFactory,
+    new_oracle_sender: OracleSenderFactory,
 ) -> Parties:
     """The workflow as each party sees it: the customer (Aster) and the supplier (Borealis) through
     oracle keys, the lab (Cobalt) through its account, and an outsider (dev account 5)."""
@@ -393,7 +395,7 @@ def test_only_the_supplier_submits_and_only_the_customer_reviews(
     case_id: int,
     dev_accounts: list[LocalAccount],
     admit: AdmitFactory,
-    new_oracle_sender: OracleFactory,
+    new_oracle_sender: OracleSenderFactory,
     action: CorrectiveAction,
 ) -> None:
     for party in ("customer", "customer_account", "lab"):
@@ -409,12 +411,13 @@ def test_only_the_supplier_submits_and_only_the_customer_reviews(
     parties["supplier"].submit(case_id, 0, _report(case_id, 0))
     delta = admit(dev_accounts[3], Role.MANUFACTURER, "Delta Motors")
     other_customer = CorrectiveAction.at(new_oracle_sender(delta), action.address)
-    for party in (parties["supplier"], parties["supplier_account"], parties["lab"], other_customer):
+    reviewers = [parties["supplier"], parties["supplier_account"], parties["lab"], other_customer]
+    for reviewer in reviewers:
         with pytest.raises(NotCustomer) as wrong:
-            party.approve(case_id, 0)
-        assert wrong.value.args_by_name["caller"] == party.binding.sender.address
+            reviewer.approve(case_id, 0)
+        assert wrong.value.args_by_name["caller"] == reviewer.binding.sender.address
         with pytest.raises(NotCustomer):
-            party.reject(case_id, 0, _hash("no"))
+            reviewer.reject(case_id, 0, _hash("no"))
     with pytest.raises(NotMemberOrOracle):
         parties["outsider"].approve(case_id, 0)
     parties["customer_account"].approve(case_id, 0)  # the member's own account reviews too

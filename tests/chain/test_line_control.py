@@ -45,9 +45,11 @@ from node.chain.line_control import (
 )
 from node.chain.sender import TransactionSender
 from node.settings import LOCAL_CHAIN_ID
-from tests.chain.conftest import AdmitFactory, OracleFactory
 
 DEPLOY_GAS_LIMIT = 1_600_000
+
+OracleSenderFactory = Callable[[Consortium], TransactionSender]  # fixture new_oracle_sender
+AdmitFactory = Callable[[LocalAccount, Role, str], Consortium]  # fixture admit
 
 
 def _id(text: str) -> str:
@@ -139,7 +141,7 @@ def coater(control: LineControl) -> LineControl:
 
 @pytest.fixture
 def aster_oracle(
-    coater: LineControl, consortium_2_of_3: list[Consortium], new_oracle_sender: OracleFactory
+    coater: LineControl, consortium_2_of_3: list[Consortium], new_oracle_sender: OracleSenderFactory
 ) -> LineControl:
     """The coater's line control as one of Aster's oracle keys sees it."""
     return LineControl.at(new_oracle_sender(consortium_2_of_3[0]), coater.address)
@@ -207,7 +209,7 @@ def test_registration_and_configuration_need_the_manufacturers_own_account(
     consortium_2_of_3: list[Consortium],
     dev_accounts: list[LocalAccount],
     make_sender: Callable[[LocalAccount], TransactionSender],
-    new_oracle_sender: OracleFactory,
+    new_oracle_sender: OracleSenderFactory,
 ) -> None:
     supplier = _as(control, dev_accounts[1], make_sender)
     with pytest.raises(WrongRole) as wrong:
@@ -440,7 +442,7 @@ def test_only_the_owner_and_its_active_oracles_write_to_a_line(
     consortium_2_of_3: list[Consortium],
     dev_accounts: list[LocalAccount],
     make_sender: Callable[[LocalAccount], TransactionSender],
-    new_oracle_sender: OracleFactory,
+    new_oracle_sender: OracleSenderFactory,
     admit: AdmitFactory,
 ) -> None:
     outsider = _as(coater, dev_accounts[5], make_sender)
@@ -512,7 +514,7 @@ def test_events_between_decodes_every_event_in_chain_order(
     chain: ChainConnection,
     control: LineControl,
     consortium_2_of_3: list[Consortium],
-    new_oracle_sender: OracleFactory,
+    new_oracle_sender: OracleSenderFactory,
 ) -> None:
     start = chain.head_block() + 1
     control.register_line(COATER)
