@@ -2,10 +2,10 @@
 
 Figures, in one run, for 23-point and 100-point messages:
 * baseline: paho alone (QoS 1 subscription, auto-ack, nothing else) draining the broker;
-* the node: MqttSource + Ingestor (validation, quarantine, store, manual acks) draining the same
-  messages, in messages/s and points/s, and its ratio to the baseline;
-* with ``--shared``: two ingest processes on an MQTT 5 shared subscription (``$share/qnode/...``)
-  into the same SQLite file.
+* the node as it runs (MqttSource, validation, quarantine, store, acks after commit) draining
+  the same messages, in messages/s and points/s, and its ratio to the baseline: once storing in
+  its own process (``oracles.ingest_workers = 1``), once with ``--workers`` ingest worker
+  processes (``IngestPool``, default 2: one per core).
 
 Method: a Mosquitto of the bench's own on a free loopback port (queues, in-flight window and
 memory unlimited). The subscribers' persistent sessions are created first; publisher processes
@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from node.offchain.blobs import BlobStore
-from node.offchain.classification import DEFAULT_RECORD_TYPES, Classification
-from node.offchain.store import Store
+from node.offchain.classification import DEFAULT_RECORD_TYPES
 from node.oracles.ingest import Ingestor
+from node.oracles.ingest_pool import IngestPool, WorkerSpec
 from node.oracles.metrics import IngestMetrics
 from node.oracles.mqtt_source import MqttSource
 from node.oracles.simulators.device_fleet import DeviceFleet, FleetPublisher, FleetSpec
@@ -52,6 +52,8 @@ from tests.mqtt_broker import MosquittoBroker
 TARGET_MESSAGES = 10_000
 TARGET_POINTS = 230_000
 RECEIVE_MAXIMUM = 20_000
+IDLE_LIMIT_S = 5.0
+"""Draining fails when nothing arrived for this long."""
 TOPIC_PREFIX = "bench/devices"
 BROKER_TUNING = (
     "max_queued_messages 0",
@@ -189,14 +191,24 @@ def oracle_values(scenario: Scenario) -> dict[str, Any]:
 
 
 def node_drain(
-    port: int, client_id: str, topic_filter: str, count: int | None, db: Path, oracles: Any
-) -> tuple[float, float, int, int]:
-    """MqttSource + Ingestor into SQLite until ``count`` readings are handled (or, with None,
-    until none arrived for 2 s). Returns (start, end) wall-clock times, messages, points."""
-    classification = Classification.from_config(DEFAULT_RECORD_TYPES)
-    store = Store.open(f"sqlite:///{db}", classification, BlobStore(db.parent / "blobs"))
+    port: int,
+    client_id: str,
+    topic_filter: str,
+    count: int,
+    directory: Path,
+    oracles: Any,
+    workers: int,
+) -> tuple[float, int, int]:
+    """The node's ingestion (in-process, or ``workers`` worker processes) into a fresh SQLite
+    file until ``count`` readings are handled: (seconds from first to last, messages, points).
+    The pool is started before the source connects, so its start-up is not timed."""
+    spec = WorkerSpec(
+        f"sqlite:///{directory / f'store-{workers}.db'}",
+        DEFAULT_RECORD_TYPES,
+        directory / "blobs",
+        OracleSettings(**oracles),
+    )
     metrics = IngestMetrics()
-    ingestor = Ingestor(store, Validator(OracleSettings(**oracles)), metrics, max_batch=2000)
     settings = MqttSettings(
         url=f"mqtt://127.0.0.1:{port}",
         client_id=client_id,
@@ -208,32 +220,40 @@ def node_drain(
         snapshot = metrics.snapshot()
         return snapshot.messages_accepted + snapshot.messages_rejected
 
-    async def run() -> tuple[float, float]:
+    async def drain(ingest: Callable[[MqttSource], Awaitable[None]]) -> float:
         source = MqttSource(settings)
-        started = time.time()
-        task = asyncio.create_task(ingestor.run(source))
-        last_change, seen = time.time(), 0
-        while count is None or handled() < count:
-            await asyncio.sleep(0.01)
+        task = asyncio.create_task(ingest(source))
+        started = 0.0
+        last_change, seen = time.perf_counter(), 0
+        while handled() < count:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
             if handled() != seen:
-                last_change, seen = time.time(), handled()
-            elif count is None and seen and time.time() - last_change > 2.0:
-                break
-        ended = last_change if count is None else time.time()
+                if seen == 0:
+                    started = now
+                last_change, seen = now, handled()
+            elif now - last_change > IDLE_LIMIT_S:
+                raise RuntimeError(f"the node handled only {seen} of {count} messages")
+        ended = time.perf_counter()
         await source.close()
         await task
-        return started, ended
+        return ended - started
 
-    started, ended = asyncio.run(run())
+    async def run() -> float:
+        if workers == 1:
+            store = spec.open_store()
+            try:
+                return await drain(Ingestor(store, Validator(spec.oracles), metrics).run)
+            finally:
+                store.close()
+        async with IngestPool(spec, workers, metrics) as pool:
+            return await drain(pool.run)
+
+    seconds = asyncio.run(run())
     snapshot = metrics.snapshot()
-    store.close()
     if snapshot.messages_rejected:
         print(f"  (rejected: {dict(snapshot.rejected)})")
-    return started, ended, snapshot.messages_accepted, snapshot.points_accepted
-
-
-def shared_worker(port: int, n: int, topic_filter: str, db: Path, oracles: Any, out: Any) -> None:
-    out.put(node_drain(port, f"bench-shared-{n}", topic_filter, None, db, oracles))
+    return seconds, snapshot.messages_accepted, snapshot.points_accepted
 
 
 def main() -> None:
@@ -242,39 +262,40 @@ def main() -> None:
     parser.add_argument("--messages-100", type=int, default=30_000, help="100-point messages")
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="ingest worker processes")
     parser.add_argument("--sign", action="store_true", help="ed25519-signed messages")
-    parser.add_argument("--shared", action="store_true", help="also 2 processes, $share/")
     args = parser.parse_args()
-    print(f"{os.cpu_count()} CPUs; mosquitto on loopback; SQLite file store")
+    print(f"{os.cpu_count()} CPUs; mosquitto on loopback; SQLite file store", flush=True)
     with tempfile.TemporaryDirectory(prefix="qnode-mqtt-bench-") as tmp:
         for points, messages in ((23, args.messages), (100, args.messages_100)):
             scenario = Scenario(points, messages, args.devices, args.publishers, args.sign)
-            run_scenario(Path(tmp) / f"p{points}", scenario, args.shared)
+            run_scenario(Path(tmp) / f"p{points}", scenario, args.workers)
 
 
-def run_scenario(directory: Path, scenario: Scenario, shared: bool) -> None:
+def run_scenario(directory: Path, scenario: Scenario, workers: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     broker = MosquittoBroker(directory / "broker", extra_config=BROKER_TUNING)
     broker.start()
     try:
         topic_filter = f"{TOPIC_PREFIX}/+/data"
-        create_session(broker.port, "bench-paho", topic_filter)
+        sessions = ("bench-paho", "bench-node-1", f"bench-node-{workers}")
+        for client_id in sessions:
+            create_session(broker.port, client_id, topic_filter)
         load_s = load_broker(broker.url, scenario)
         total = scenario.messages // scenario.publishers * scenario.publishers
         print(
             f"\n{scenario.points}-point messages: {total} loaded by {scenario.publishers} "
-            f"publisher processes in {load_s:.1f} s"
+            f"publisher processes in {load_s:.1f} s",
+            flush=True,
         )
-        paho_s = paho_drain(broker.port, "bench-paho", topic_filter, total)
-        paho_rate = total / paho_s
-        print(f"  baseline paho alone (auto-ack):  {paho_rate:10,.0f} msg/s")
+        paho_rate = total / paho_drain(broker.port, "bench-paho", topic_filter, total)
+        print(f"  baseline paho alone (auto-ack):  {paho_rate:10,.0f} msg/s", flush=True)
         oracles = oracle_values(scenario)
-        started, ended, messages, points = node_drain(
-            broker.port, "bench-node", topic_filter, total, directory / "store.db", oracles
-        )
-        report("node: source+validation+store", messages, points, ended - started, paho_rate)
-        if shared:
-            run_shared(broker, scenario, directory, oracles, paho_rate)
+        for n, label in ((1, "node, ingest in-process"), (workers, f"node, {workers} workers")):
+            seconds, messages, points = node_drain(
+                broker.port, f"bench-node-{n}", topic_filter, total, directory, oracles, n
+            )
+            report(label, messages, points, seconds, paho_rate)
     finally:
         broker.stop()
 
@@ -284,37 +305,9 @@ def report(label: str, messages: int, points: int, seconds: float, baseline: flo
     print(
         f"  {label:<32} {rate:10,.0f} msg/s {points / seconds:12,.0f} points/s "
         f"({rate / baseline:.2f} x paho alone; targets {TARGET_MESSAGES:,} msg/s, "
-        f"{TARGET_POINTS:,} points/s)"
+        f"{TARGET_POINTS:,} points/s)",
+        flush=True,
     )
-
-
-def run_shared(
-    broker: MosquittoBroker, scenario: Scenario, directory: Path, oracles: Any, baseline: float
-) -> None:
-    """Two ingest processes on one MQTT 5 shared subscription, one SQLite file."""
-    shared_filter = f"$share/qnode/{TOPIC_PREFIX}/+/data"
-    for n in range(2):
-        create_session(broker.port, f"bench-shared-{n}", shared_filter)
-    load_broker(broker.url, scenario)
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    db = directory / "shared.db"
-    workers = [
-        context.Process(
-            target=shared_worker, args=(broker.port, n, shared_filter, db, oracles, results)
-        )
-        for n in range(2)
-    ]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=900) for _ in workers]
-    for worker in workers:
-        worker.join()
-    started = min(o[0] for o in outcomes)
-    ended = max(o[1] for o in outcomes)
-    messages = sum(o[2] for o in outcomes)
-    points = sum(o[3] for o in outcomes)
-    report("2 processes, $share/qnode/...", messages, points, ended - started, baseline)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from node.errors import ChainError, ConfigError, KeystoreError
 from node.oracles.attestation import AttestationSigner
 from node.oracles.attestor import Attestor
 from node.oracles.ingest import Ingestor
+from node.oracles.ingest_pool import IngestPool, WorkerSpec
 from node.oracles.metrics import IngestMetrics
 from node.oracles.mqtt_source import MqttSource
 from node.oracles.opcua_source import OpcUaSource
@@ -59,13 +61,28 @@ class NodeService:
         self.options = options
         self.progress = progress
         self.metrics = IngestMetrics()
-        self.ingestor = Ingestor(node.store(), Validator(node.settings.oracles), self.metrics)
         self._batcher = node.batcher()
         self._attestor: Attestor | None = None
         self._chain_pass_lock = threading.Lock()
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(self.ingestor.run(source)) for source in self.sources]
+        async with self._ingestion() as ingest:
+            await self._run(ingest)
+
+    @contextlib.asynccontextmanager
+    async def _ingestion(self) -> AsyncIterator[Callable[[Source], Coroutine[Any, Any, None]]]:
+        """How a source is ingested: in this process, or by the configured worker processes."""
+        settings = self.node.settings
+        workers = settings.oracles.ingest_workers
+        if workers == 1:
+            yield Ingestor(self.node.store(), Validator(settings.oracles), self.metrics).run
+            return
+        spec = WorkerSpec.from_settings(settings)
+        async with IngestPool(spec, workers, self.metrics) as pool:
+            yield pool.run
+
+    async def _run(self, ingest: Callable[[Source], Coroutine[Any, Any, None]]) -> None:
+        tasks = [asyncio.create_task(ingest(source)) for source in self.sources]
         tasks.append(asyncio.create_task(self._chain_loop()))
         tasks.append(asyncio.create_task(self._status_loop()))
         try:

@@ -184,6 +184,9 @@ class OracleSettings(_Section):
     validation: ValidationSettings = ValidationSettings()
     mqtt: MqttSettings | None = None
     opcua: OpcUaSettings | None = None
+    ingest_workers: int = Field(default=1, ge=1, le=64)
+    """Processes that validate and store readings: 1 stores in the node's own process; more
+    spread the devices over that many worker processes (one per core beyond the first)."""
 
 
 class Settings(BaseSettings):

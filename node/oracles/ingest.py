@@ -19,9 +19,10 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -108,6 +109,7 @@ class Ingestor:
         self.retries = retries
         self.retry_backoff_s = retry_backoff_s
         self._high_water: dict[str, int] | None = None
+        self._commit_lock = threading.Lock()
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -118,7 +120,13 @@ class Ingestor:
         return result
 
     def commit(self, readings: Sequence[Reading]) -> IngestResult:
-        """:meth:`ingest` without the acknowledgements (the caller sends them after this)."""
+        """:meth:`ingest` without the acknowledgements (the caller sends them after this).
+        Commits are serialised: several sources may share one ingestor, and each batch must be
+        validated against the high-water marks the previous one left."""
+        with self._commit_lock:
+            return self._commit(readings)
+
+    def _commit(self, readings: Sequence[Reading]) -> IngestResult:
         started = time.perf_counter()
         backoff = self.retry_backoff_s
         for attempt in range(self.retries + 1):
@@ -190,52 +198,68 @@ class Ingestor:
         stays down raises StoreError, with nothing of the failed batch acknowledged. The caller
         closes the source.
         """
-        # The modules, settings and connections loaded by now live as long as the process: kept
-        # out of full garbage collections, which would otherwise take a third of the time at
-        # tens of thousands of messages a second (every batch in flight holds many objects).
-        gc.collect()
-        gc.freeze()
-        queue: asyncio.Queue[Reading | _End] = asyncio.Queue(maxsize=4 * self.max_batch)
-        receiver = asyncio.create_task(_receive(source, queue))
-        try:
-            while True:
-                batch, end = await self._next_batch(queue)
-                if batch:
-                    await asyncio.to_thread(self.commit, batch)
-                    acknowledge(batch)
-                if end is not None:
-                    if end.error is not None:
-                        raise end.error
-                    return
-        finally:
-            receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await receiver
+        freeze_loaded_heap()
+        batches = read_batches(source, self.max_batch, self.max_delay_s)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                await asyncio.to_thread(self.commit, batch)
+                acknowledge(batch)
 
-    async def _next_batch(
-        self, queue: asyncio.Queue[Reading | _End]
-    ) -> tuple[list[Reading], _End | None]:
-        first = await queue.get()
-        if isinstance(first, _End):
-            return [], first
-        batch = [first]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_delay_s
-        while len(batch) < self.max_batch:
+
+def freeze_loaded_heap() -> None:
+    """Keep what is loaded by now (modules, settings, connections) out of full garbage
+    collections, which would otherwise take a third of the time at tens of thousands of messages
+    a second (every batch in flight holds many objects)."""
+    gc.collect()
+    gc.freeze()
+
+
+async def read_batches(
+    source: AsyncIterable[Reading], max_batch: int, max_delay_s: float
+) -> AsyncGenerator[list[Reading], None]:
+    """``source``'s readings in batches of ``max_batch``, or fewer once ``max_delay_s`` passed
+    after a batch's first reading. A source error is raised after the readings before it."""
+    queue: asyncio.Queue[Reading | _End] = asyncio.Queue(maxsize=4 * max_batch)
+    receiver = asyncio.create_task(_receive(source, queue))
+    try:
+        while True:
+            batch, end = await _next_batch(queue, max_batch, max_delay_s)
+            if batch:
+                yield batch
+            if end is not None:
+                if end.error is not None:
+                    raise end.error
+                return
+    finally:
+        receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiver
+
+
+async def _next_batch(
+    queue: asyncio.Queue[Reading | _End], max_batch: int, max_delay_s: float
+) -> tuple[list[Reading], _End | None]:
+    first = await queue.get()
+    if isinstance(first, _End):
+        return [], first
+    batch = [first]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_delay_s
+    while len(batch) < max_batch:
+        try:
+            item = queue.get_nowait()
+        except asyncio.QueueEmpty:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
             try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(queue.get(), remaining)
-                except TimeoutError:
-                    break
-            if isinstance(item, _End):
-                return batch, item
-            batch.append(item)
-        return batch, None
+                item = await asyncio.wait_for(queue.get(), remaining)
+            except TimeoutError:
+                break
+        if isinstance(item, _End):
+            return batch, item
+        batch.append(item)
+    return batch, None
 
 
 async def _receive(source: AsyncIterable[Reading], queue: asyncio.Queue[Reading | _End]) -> None:

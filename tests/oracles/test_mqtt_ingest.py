@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import threading
 import time
 import uuid
@@ -16,12 +18,15 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
+from node.errors import StoreError
 from node.offchain.blobs import BlobStore
 from node.offchain.classification import DEFAULT_RECORD_TYPES, Classification
 from node.offchain.store import Store
 from node.oracles.ingest import Ingestor
+from node.oracles.ingest_pool import IngestPool, WorkerSpec
 from node.oracles.metrics import IngestMetrics
 from node.oracles.mqtt_source import MqttSource
 from node.oracles.simulators.device_fleet import (
@@ -41,21 +46,40 @@ TIMEOUT = 60.0
 
 
 class Pipeline:
-    """A node's ingest path on one store: source, validator, ingestor, running in a task."""
+    """A node's ingest path on one store: source, validator, ingestor (or a pool of ingest
+    worker processes when ``workers`` > 1), running in a task."""
 
-    def __init__(self, store_url: str, tmp_path: Path, fleet: DeviceFleet, broker: str) -> None:
+    def __init__(
+        self,
+        store_url: str,
+        tmp_path: Path,
+        fleet: DeviceFleet,
+        broker: str,
+        workers: int = 1,
+        client_id: str | None = None,
+    ) -> None:
         classification = Classification.from_config(DEFAULT_RECORD_TYPES)
         self.store = Store.open(store_url, classification, BlobStore(tmp_path / "blobs"))
         self.metrics = IngestMetrics()
-        validator = Validator(OracleSettings(**fleet.oracle_settings()))
-        self.ingestor = Ingestor(self.store, validator, self.metrics, max_delay_s=0.02)
+        oracles = OracleSettings(**fleet.oracle_settings())
+        self.ingestor = Ingestor(self.store, Validator(oracles), self.metrics, max_delay_s=0.02)
+        self.workers = workers
+        self.spec = WorkerSpec(store_url, DEFAULT_RECORD_TYPES, tmp_path / "blobs", oracles)
         settings = MqttSettings(
             url=broker,
-            client_id=f"node-{uuid.uuid4().hex[:10]}",
+            client_id=client_id or f"node-{uuid.uuid4().hex[:10]}",
             topics=fleet.mqtt_topics(),
             reconnect_max_s=2,
         )
         self.source = MqttSource(settings)
+
+    async def ingest(self) -> None:
+        """Ingest the source until it is closed."""
+        if self.workers == 1:
+            await self.ingestor.run(self.source)
+            return
+        async with IngestPool(self.spec, self.workers, self.metrics, max_delay_s=0.02) as pool:
+            await pool.run(self.source)
 
     def handled(self) -> int:
         snapshot = self.metrics.snapshot()
@@ -89,7 +113,7 @@ async def ingest_while(
 ) -> Sequence[FleetMessage]:
     """Run the pipeline, publish (in a thread), wait until ``expected()`` readings are handled."""
     await pipeline.source.connect()
-    task = asyncio.create_task(pipeline.ingestor.run(pipeline.source))
+    task = asyncio.create_task(pipeline.ingest())
     try:
         published = await asyncio.to_thread(publish)
         await pipeline.until_handled(expected())
@@ -108,8 +132,9 @@ def publish_all(broker: str, messages: Sequence[FleetMessage]) -> Sequence[Fleet
     return messages
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_every_fault_class_is_quarantined_with_its_reason_and_ingestion_goes_on(
-    mqtt_url: str, mqtt_prefix: str, store_url: str, tmp_path: Path
+    mqtt_url: str, mqtt_prefix: str, store_url: str, tmp_path: Path, workers: int
 ) -> None:
     spec = FleetSpec(
         devices=4,
@@ -124,7 +149,7 @@ def test_every_fault_class_is_quarantined_with_its_reason_and_ingestion_goes_on(
     # faults first and last: after them, valid messages must still be stored
     messages += fleet.round()
     assert {m.fault for m in messages if m.fault} == set(Fault)
-    pipeline = Pipeline(store_url, tmp_path, fleet, mqtt_url)
+    pipeline = Pipeline(store_url, tmp_path, fleet, mqtt_url, workers)
 
     asyncio.run(
         ingest_while(pipeline, lambda: publish_all(mqtt_url, messages), lambda: len(messages))
@@ -139,13 +164,14 @@ def test_every_fault_class_is_quarantined_with_its_reason_and_ingestion_goes_on(
     assert sorted(payload for _, _, payload in quarantined) == faulty_payloads
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_replay_burst_is_quarantined_as_duplicates(
-    mqtt_url: str, mqtt_prefix: str, tmp_path: Path
+    mqtt_url: str, mqtt_prefix: str, tmp_path: Path, workers: int
 ) -> None:
     fleet = DeviceFleet(FleetSpec(devices=3, topic_prefix=f"{mqtt_prefix}/devices"))
     originals = fleet.messages(40)
     burst = [FleetMessage(m.topic, m.payload, m.device, m.seq, Fault.REPLAY) for m in originals]
-    pipeline = Pipeline(f"sqlite:///{tmp_path / 'store.db'}", tmp_path, fleet, mqtt_url)
+    pipeline = Pipeline(f"sqlite:///{tmp_path / 'store.db'}", tmp_path, fleet, mqtt_url, workers)
 
     def publish() -> Sequence[FleetMessage]:
         publish_all(mqtt_url, originals)
@@ -159,12 +185,14 @@ def test_a_replay_burst_is_quarantined_as_duplicates(
     assert sorted(p for _, _, p in quarantined) == sorted(m.payload for m in burst)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice(
-    own_mqtt_broker: MosquittoBroker, mqtt_prefix: str, tmp_path: Path
+    own_mqtt_broker: MosquittoBroker, mqtt_prefix: str, tmp_path: Path, workers: int
 ) -> None:
     broker = own_mqtt_broker
     fleet = DeviceFleet(FleetSpec(devices=4, topic_prefix=f"{mqtt_prefix}/devices"))
-    pipeline = Pipeline(f"sqlite:///{tmp_path / 'store.db'}", tmp_path, fleet, broker.url)
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    pipeline = Pipeline(store_url, tmp_path, fleet, broker.url, workers)
     published: list[FleetMessage] = []
     publishing_done = threading.Event()
 
@@ -196,7 +224,7 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice(
 
     async def scenario() -> None:
         await pipeline.source.connect()
-        task = asyncio.create_task(pipeline.ingestor.run(pipeline.source))
+        task = asyncio.create_task(pipeline.ingest())
         try:
             await asyncio.to_thread(publish)
             want = valid_keys(published)
@@ -219,3 +247,51 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_stores_nothing_twice(
     assert {reason for reason, _, _ in pipeline.quarantine()} <= {"duplicate"}
     pipeline.store.close()
     del expected
+
+
+def test_a_killed_ingest_worker_stops_the_run_and_a_restart_loses_nothing(
+    mqtt_url: str, mqtt_prefix: str, tmp_path: Path
+) -> None:
+    """SIGKILL of one worker mid-stream: the run fails with a clear StoreError; a new pool on the
+    same MQTT session gets every unacknowledged message again; each is stored exactly once."""
+    fleet = DeviceFleet(FleetSpec(devices=6, topic_prefix=f"{mqtt_prefix}/devices"))
+    messages = fleet.messages(150)
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    client_id = f"{mqtt_prefix}-node"
+
+    async def until_killed() -> None:
+        pipeline = Pipeline(store_url, tmp_path, fleet, mqtt_url, 2, client_id)
+        await pipeline.source.connect()
+        async with IngestPool(pipeline.spec, 2, pipeline.metrics, max_batch=50) as pool:
+            task = asyncio.create_task(pool.run(pipeline.source))
+            publisher = asyncio.create_task(asyncio.to_thread(publish_all, mqtt_url, messages))
+            while pipeline.handled() == 0:
+                await asyncio.sleep(0.01)
+            os.kill(pool.worker_pids()[0], signal.SIGKILL)
+            with pytest.raises(StoreError, match=r"ingest worker 0 exited \(code -9\)"):
+                await asyncio.wait_for(task, TIMEOUT)
+            await publisher
+        await pipeline.source.close()
+        pipeline.store.close()
+
+    asyncio.run(until_killed())
+    restarted = Pipeline(store_url, tmp_path, fleet, mqtt_url, 2, client_id)
+    want = valid_keys(messages)
+
+    async def after_restart() -> None:
+        task = asyncio.create_task(restarted.ingest())
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while set(restarted.stored_keys()) != want:
+                assert time.monotonic() < deadline, "not every message was stored"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.3)
+        finally:
+            await restarted.source.close()
+            await asyncio.wait_for(task, TIMEOUT)
+
+    asyncio.run(after_restart())
+    stored = restarted.stored_keys()
+    assert len(stored) == len(set(stored)) == len(messages), "a message was lost or stored twice"
+    assert {reason for reason, _, _ in restarted.quarantine()} <= {"duplicate"}
+    restarted.store.close()
