@@ -532,7 +532,7 @@ def _iso_us(text: str | None) -> int | None:
 # -- local chain and demo ------------------------------------------------------------------
 
 RunDirOption = Annotated[
-    Path | None, typer.Option(help="Where the PID and log files live [default: .qnode/chain].")
+    Path | None, typer.Option(help="Where the PID and log files live \\[default: .qnode/chain].")
 ]
 
 
@@ -639,7 +639,7 @@ def _escaped(payload: bytes) -> str:
 @simulate_app.command("plc")
 def simulate_plc(
     port: Annotated[
-        int | None, typer.Option(help="Port on 127.0.0.1 [default: a free one].")
+        int | None, typer.Option(help="Port on 127.0.0.1 \\[default: a free one].")
     ] = None,
     drift: Annotated[
         list[str] | None,
@@ -656,11 +656,11 @@ def simulate_plc(
         float, typer.Option(help="Seconds before a blade-pressure request is acknowledged.")
     ] = 0.2,
     duration: Annotated[
-        str | None, typer.Option(help="Stop after e.g. 90s or 10m [default: at Ctrl-C].")
+        str | None, typer.Option(help="Stop after e.g. 90s or 10m \\[default: at Ctrl-C].")
     ] = None,
     write_config: Annotated[
         Path | None,
-        typer.Option(help="Write an [oracles] config fragment subscribing to the PLC."),
+        typer.Option(help="Write an \\[oracles] config fragment subscribing to the PLC."),
     ] = None,
 ) -> None:
     """Run the coating-line PLC simulator: an OPC UA server on 127.0.0.1."""
@@ -728,11 +728,11 @@ def simulate_fleet(
     ),
     client_id: Annotated[str, typer.Option(help="The fleet's MQTT client id.")] = "qnode-fleet",
     duration: Annotated[
-        str | None, typer.Option(help="Stop after e.g. 90s or 10m [default: at Ctrl-C].")
+        str | None, typer.Option(help="Stop after e.g. 90s or 10m \\[default: at Ctrl-C].")
     ] = None,
     write_config: Annotated[
         Path | None,
-        typer.Option(help="Write the [oracles] fragment (devices, keys, quantities, mqtt)."),
+        typer.Option(help="Write the \\[oracles] fragment (devices, keys, quantities, mqtt)."),
     ] = None,
 ) -> None:
     """Run an MQTT device fleet publishing signed messages with QoS 1, with drift and faults."""
@@ -932,7 +932,7 @@ def demo(
     port: Annotated[int, typer.Option(help="Port of the local chain.")] = 8545,
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="Where the demo members live [default: .qnode/demo]."),
+        typer.Option("--dir", help="Where the demo members live \\[default: .qnode/demo]."),
     ] = None,
     run_dir: RunDirOption = None,
 ) -> None:

@@ -287,3 +287,11 @@ def test_an_unknown_record_type_in_a_file_is_one_line(tmp_path: Path, founder: P
     assert_one_line_error(
         qnode("ingest", str(records), "-c", str(founder)), 7, "unknown record type"
     )
+
+
+def test_help_texts_keep_their_square_brackets() -> None:
+    """Rich reads ``[oracles]`` as markup and drops it unless escaped."""
+    plc = qnode("simulate", "plc", "--help").stdout
+    assert "Write an [oracles] config fragment" in plc
+    assert "[default: a free one]" in plc
+    assert "Write the [oracles] fragment" in qnode("simulate", "fleet", "--help").stdout
