@@ -142,3 +142,29 @@ class SpcError(QnodeError):
     too few subgroups, inconsistent specification limits, or an unreadable data file."""
 
     exit_code = 2
+
+
+class ControlError(QnodeError):
+    """The closed loop could not act: a rule file, an event, an action."""
+
+    exit_code = 13
+
+
+class RuleError(ControlError):
+    """A rule file is invalid: ``line`` (1-based, or None) says where, the message says why."""
+
+    def __init__(self, message: str, line: int | None = None, path: str | None = None) -> None:
+        where = f"{path or 'rules'}:{line}: " if line is not None else (f"{path}: " if path else "")
+        super().__init__(f"{where}{message}")
+        self.line = line
+        self.path = path
+        self.reason = message
+
+
+class ActionError(ControlError):
+    """An action failed. ``retryable`` actions are tried again later (with backoff, a bounded
+    number of times); the others are recorded as failed at once."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable

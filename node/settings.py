@@ -189,6 +189,19 @@ class OracleSettings(_Section):
     spread the devices over that many worker processes (one per core beyond the first)."""
 
 
+class ControlSettings(_Section):
+    """The closed loop: rules, contract events, actions (PLC, ERP, supplier notifications)."""
+
+    rules_file: Path | None = None
+    """The YAML rule file (reloaded while the node runs); none: no rules fire."""
+    event_poll_s: float = Field(default=0.05, gt=0)
+    """How often the chain is asked for new contract events."""
+    action_poll_s: float = Field(default=0.5, gt=0)
+    """How often the action outbox is looked at when nothing woke it."""
+    action_max_attempts: int = Field(default=5, ge=1)
+    """Attempts of a failing action before it is recorded as failed."""
+
+
 class Settings(BaseSettings):
     """Everything a node needs to know, resolved against ``base_dir``."""
 
@@ -206,6 +219,7 @@ class Settings(BaseSettings):
     anchoring: AnchoringSettings = AnchoringSettings()
     privacy: PrivacySettings = PrivacySettings()
     oracles: OracleSettings = OracleSettings()
+    control: ControlSettings = ControlSettings()
     record_types: dict[str, dict[str, str]] = Field(
         default_factory=lambda: dict(DEFAULT_RECORD_TYPES)
     )

@@ -174,6 +174,31 @@ DEFAULT_RECORD_TYPES: dict[str, dict[str, str]] = {
         "equipment": "anchored",
         "operator_id": "private",
     },
+    # A supplier's lot at incoming inspection: one characteristic against its limits. Recorded
+    # on-chain too (SupplierQuality.recordLot), where the consecutive out-of-spec count is kept.
+    "incoming_lot": {
+        "supplier": "anchored",
+        "part": "anchored",
+        "characteristic": "anchored",
+        "lot": "anchored",
+        "value": "anchored",
+        "unit": "anchored",
+        "lsl": "anchored",
+        "usl": "anchored",
+        "inspector_id": "private",
+    },
+    # An automated decision and its whole path, so that an auditor can replay it: the rule and
+    # its file's hash, the inputs (record ids and content hashes), thresholds, computed values,
+    # the action taken and the key that signed it. Its hash goes on-chain with the action.
+    "decision": {
+        "rule_id": "anchored",
+        "rule_hash": "anchored",
+        "inputs": "anchored",
+        "thresholds": "anchored",
+        "computed": "anchored",
+        "action": "anchored",
+        "signer": "anchored",
+    },
     # Items packed into (or unpacked from) a logistic unit (EPCIS AggregationEvent).
     "packing": {
         "parent": "anchored",

@@ -134,3 +134,96 @@ class AttestationRow(Base):
     tx_hash: Mapped[str | None] = mapped_column(String(66))
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class EventCheckpointRow(Base):
+    """How far a contract-event consumer got: the last block it handled, by number and hash.
+    Written in the same transaction as the actions that block's events caused."""
+
+    __tablename__ = "event_checkpoints"
+
+    consumer: Mapped[str] = mapped_column(String(100), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(66))
+    updated_at_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class EventBlockRow(Base):
+    """Recent blocks a consumer handled (number, hash): where to rewind to after a reorg."""
+
+    __tablename__ = "event_blocks"
+
+    consumer: Mapped[str] = mapped_column(String(100), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    block_hash: Mapped[str] = mapped_column(String(66))
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class HandledEventRow(Base):
+    """A contract event a consumer acted on, by a key that survives a reorg (e.g. the request
+    id), so that an event mined again in another block is not acted on twice."""
+
+    __tablename__ = "handled_events"
+
+    consumer: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(66))
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    log_index: Mapped[int] = mapped_column(Integer)
+    handled_at_us: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class ControlActionRow(Base):
+    """An action the node owes (PLC write, webhook, notification, chain record), by a unique
+    idempotency key: pending -> running -> done | failed, retried with backoff meanwhile."""
+
+    __tablename__ = "control_actions"
+    __table_args__ = (Index("ix_control_actions_due", "status", "next_attempt_at_us"),)
+
+    id: Mapped[int] = mapped_column(SequenceKey, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    payload_json: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at_us: Mapped[int] = mapped_column(BigInteger)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    updated_at_us: Mapped[int] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    result_json: Mapped[str | None] = mapped_column(Text)
+
+
+class TaskRow(Base):
+    """A task for a person or a supplier: an improvement task, an 8D discipline to answer."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_assignee_status", "assignee", "status"),)
+
+    id: Mapped[int] = mapped_column(SequenceKey, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    assignee: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(500))
+    detail_json: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    due_at_us: Mapped[int | None] = mapped_column(BigInteger)
+    created_at_us: Mapped[int] = mapped_column(BigInteger)
+    closed_at_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RuleStateRow(Base):
+    """A rule's running state for one scope (e.g. consecutive counts per supplier), so that a
+    restarted node goes on counting where it stopped."""
+
+    __tablename__ = "rule_state"
+
+    rule_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(300), primary_key=True)
+    state_json: Mapped[str] = mapped_column(Text)
+    updated_at_us: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
