@@ -215,6 +215,11 @@ class CorrectiveAction:
         self.binding = binding
         self._events: EventDecoder[CorrectiveActionEvent] = EventDecoder(binding, _EVENTS)
 
+    @property
+    def decoder(self) -> EventDecoder[CorrectiveActionEvent]:
+        """Decodes this contract's logs (for an event consumer following several contracts)."""
+        return self._events
+
     @classmethod
     def at(cls, sender: TransactionSender, address: str) -> CorrectiveAction:
         return cls(ContractBinding.at(sender, load_artifact(ARTIFACT_NAME), address))

@@ -214,6 +214,11 @@ class LineControl:
         self.binding = binding
         self._events: EventDecoder[LineControlEvent] = EventDecoder(binding, _EVENTS)
 
+    @property
+    def decoder(self) -> EventDecoder[LineControlEvent]:
+        """Decodes this contract's logs (for an event consumer following several contracts)."""
+        return self._events
+
     @classmethod
     def at(cls, sender: TransactionSender, address: str) -> LineControl:
         return cls(ContractBinding.at(sender, load_artifact(ARTIFACT_NAME), address))

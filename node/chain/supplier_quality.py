@@ -198,6 +198,11 @@ class SupplierQuality:
         self.binding = binding
         self._events: EventDecoder[SupplierQualityEvent] = EventDecoder(binding, _EVENTS)
 
+    @property
+    def decoder(self) -> EventDecoder[SupplierQualityEvent]:
+        """Decodes this contract's logs (for an event consumer following several contracts)."""
+        return self._events
+
     @classmethod
     def at(cls, sender: TransactionSender, address: str) -> SupplierQuality:
         return cls(ContractBinding.at(sender, load_artifact(ARTIFACT_NAME), address))
