@@ -13,8 +13,11 @@ from node.anchoring.batcher import Batcher, BatchPolicy
 from node.chain.anchor_registry import AnchorRegistry
 from node.chain.connection import ChainConnection, ChainStatus, connect, ensure_chain_id
 from node.chain.consortium import Consortium, Member, OracleStatus
+from node.chain.corrective_action import CorrectiveAction
+from node.chain.line_control import LineControl
 from node.chain.quality_ledger import QualityLedger
 from node.chain.sender import Receipt, SenderOptions, TransactionSender
+from node.chain.supplier_quality import SupplierQuality
 from node.errors import ConfigError, KeystoreError
 from node.keys import read_keystore, refuse_dev_key_off_local_chain, write_keystore
 from node.offchain.blobs import BlobStore
@@ -144,6 +147,19 @@ class Node:
         """The ledger, read and written (as a relaying member) through ``sender``."""
         address = self._required_address("QualityLedger", "quality_ledger")
         return QualityLedger.at(sender or self.sender, address)
+
+    def line_control(self, sender: TransactionSender | None = None) -> LineControl:
+        """Line control, through ``sender`` (an oracle's for requests, acks and stops)."""
+        address = self._required_address("LineControl", "line_control")
+        return LineControl.at(sender or self.sender, address)
+
+    def supplier_quality(self, sender: TransactionSender | None = None) -> SupplierQuality:
+        address = self._required_address("SupplierQuality", "supplier_quality")
+        return SupplierQuality.at(sender or self.sender, address)
+
+    def corrective_action(self, sender: TransactionSender | None = None) -> CorrectiveAction:
+        address = self._required_address("CorrectiveAction", "corrective_action")
+        return CorrectiveAction.at(sender or self.sender, address)
 
     def _contract_address(self, name: str, config_key: str) -> str | None:
         """``contracts.<config_key>`` from the config, else where this node recorded ``name``."""
