@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from node.errors import ConfigError
@@ -67,6 +74,9 @@ class ContractSettings(_Section):
     consortium: str | None = Field(default=None, pattern=ADDRESS_PATTERN)
     anchor_registry: str | None = Field(default=None, pattern=ADDRESS_PATTERN)
     quality_ledger: str | None = Field(default=None, pattern=ADDRESS_PATTERN)
+    line_control: str | None = Field(default=None, pattern=ADDRESS_PATTERN)
+    supplier_quality: str | None = Field(default=None, pattern=ADDRESS_PATTERN)
+    corrective_action: str | None = Field(default=None, pattern=ADDRESS_PATTERN)
 
 
 class StoreSettings(_Section):
@@ -189,6 +199,143 @@ class OracleSettings(_Section):
     spread the devices over that many worker processes (one per core beyond the first)."""
 
 
+_PLC_NODE = "nsu=urn:qnode:coating-line;s="
+"""The coating-line PLC simulator's namespace: its string NodeIds stay valid across restarts."""
+
+
+class PlcSettings(_Section):
+    """The line PLC the closed loop writes to over OPC UA: blade-pressure compensations with the
+    RequestId/AckId handshake, and line stops with the StopRequestId/StopAckId handshake."""
+
+    url: str = Field(default="opc.tcp://127.0.0.1:4840", pattern=r"^opc\.tcp://\S+$")
+    security_policy: Literal[
+        "None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"
+    ] = "None"
+    security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    certificate: Path | None = None
+    """This client's application certificate (PEM or DER); its URI SAN is the client's URI."""
+    private_key: Path | None = None
+    server_certificate: Path | None = None
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    request_timeout_s: float = Field(default=4.0, gt=0)
+    watchdog_s: float = Field(default=1.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    """How long an action waits for a (re)connection before it fails (retryably)."""
+    reconnect_min_s: float = Field(default=0.2, gt=0)
+    reconnect_max_s: float = Field(default=10.0, gt=0)
+    lines: tuple[str, ...] = ()
+    """Lines this PLC drives; an action for another line is refused. Empty: any line."""
+    parameters: tuple[str, ...] = ()
+    """Parameters its setpoint node compensates; another is refused. Empty: any parameter."""
+    setpoint_node: str = _PLC_NODE + "BladePressure.Setpoint"
+    request_id_node: str = _PLC_NODE + "BladePressure.RequestId"
+    ack_id_node: str = _PLC_NODE + "BladePressure.AckId"
+    actual_node: str = _PLC_NODE + "BladePressure.Actual"
+    stop_node: str = _PLC_NODE + "Line.Stop"
+    stop_request_id_node: str = _PLC_NODE + "Line.StopRequestId"
+    stop_ack_id_node: str = _PLC_NODE + "Line.StopAckId"
+    running_node: str = _PLC_NODE + "Line.Running"
+    ack_timeout_s: float = Field(default=5.0, gt=0)
+    """How long a compensation waits for AckId to echo its request id."""
+    stop_ack_timeout_s: float = Field(default=1.0, gt=0)
+    ack_poll_s: float = Field(default=0.001, gt=0)
+    """Pause between two reads of the acknowledgement (each read is itself a round trip)."""
+    read_back_tolerance: float = Field(default=0.001, ge=0)
+    """Largest |Actual - setpoint| (mm) accepted as applied."""
+
+
+class MqttBrokerSettings(_Section):
+    """A broker the closed loop publishes to (commands, notifications); a clean session."""
+
+    url: str = Field(default="mqtt://127.0.0.1:1883", pattern=r"^mqtts?://\S+$")
+    client_id: str = Field(default="qnode-notifications", min_length=1, max_length=100)
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    keepalive_s: int = Field(default=30, ge=5)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    """How long an action waits for the broker before it fails (retryably)."""
+    publish_timeout_s: float = Field(default=5.0, gt=0)
+    """How long a QoS 1 publication may wait for the broker's PUBACK."""
+    reconnect_min_s: int = Field(default=1, ge=1)
+    reconnect_max_s: int = Field(default=30, ge=1)
+
+
+class MqttCommandSettings(MqttBrokerSettings):
+    """Line commands over MQTT (the alternative to OPC UA): a JSON command, a JSON ack."""
+
+    client_id: str = Field(default="qnode-commands", min_length=1, max_length=100)
+    command_topic: str = "qnode/lines/{line}/commands"
+    ack_topic: str = "qnode/lines/{line}/acks"
+    """``{line}`` is the command's line; subscribed to with ``+`` in its place."""
+    ack_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class WebhookSettings(_Section):
+    """An HTTP receiver of signed JSON POSTs (an ERP, a supplier's system)."""
+
+    url: str = Field(pattern=r"^https?://\S+$")
+    secret: str = Field(min_length=16, repr=False)
+    """Shared HMAC-SHA256 key: the receiver checks ``signature_header`` over the raw body."""
+    signature_header: str = Field(default="X-Qnode-Signature", min_length=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+    ca_file: Path | None = None
+    """CA bundle for an https receiver with a private CA; none: the system's."""
+
+
+class TaskNotificationSettings(_Section):
+    """How suppliers and task assignees hear of new tasks (the portal lists them either way)."""
+
+    supplier_channel: Literal["webhook", "mqtt", "none"] = "none"
+    improvement_channel: Literal["webhook", "mqtt", "none"] = "none"
+    webhook: WebhookSettings | None = None
+    """The default receiver (and the shared secret) for webhook notifications."""
+    supplier_webhooks: dict[str, str] = Field(default_factory=dict)
+    """Supplier (address) -> its own receiver URL, overriding ``webhook.url``."""
+    mqtt: MqttBrokerSettings | None = None
+    supplier_topic: str = "qnode/suppliers/{supplier}/tasks"
+    assignee_topic: str = "qnode/tasks/{assignee}"
+
+    @model_validator(mode="after")
+    def _channels_configured(self) -> TaskNotificationSettings:
+        for name, channel in (
+            ("supplier_channel", self.supplier_channel),
+            ("improvement_channel", self.improvement_channel),
+        ):
+            if channel == "webhook" and self.webhook is None:
+                raise ValueError(f"{name} = 'webhook' needs a [control.tasks.webhook] section")
+            if channel == "mqtt" and self.mqtt is None:
+                raise ValueError(f"{name} = 'mqtt' needs a [control.tasks.mqtt] section")
+        return self
+
+
+class LineParameterSettings(_Section):
+    """A line parameter the loop may compensate, as LineControl.sol knows it."""
+
+    unit: str = Field(default="MMT", min_length=1, max_length=3)
+    """UN/ECE Rec 20 code of the values (deltas, baseline)."""
+    decimals: int = Field(default=3, ge=0, le=18)
+    """On-chain fixed point: a delta of 0.05 mm with 3 decimals is 50."""
+    baseline: float = 0.0
+    min_delta: float
+    max_delta: float
+    max_abs_offset: float
+    """The bounds enforced on-chain: per request, and in all from the baseline."""
+
+
+class LineSettings(_Section):
+    """One of this member's lines: its identity on-chain and how its PLC is reached."""
+
+    uri: str = Field(min_length=1)
+    """The line's GS1 Digital Link (GIAI) URI; its keccak256 is the line id on-chain."""
+    actuator: Literal["opcua", "mqtt"] = "opcua"
+    """Compensations go to the PLC over OPC UA (control.plc) or as MQTT commands."""
+    parameters: dict[str, LineParameterSettings] = Field(default_factory=dict)
+
+
 class ControlSettings(_Section):
     """The closed loop: rules, contract events, actions (PLC, ERP, supplier notifications)."""
 
@@ -200,6 +347,16 @@ class ControlSettings(_Section):
     """How often the action outbox is looked at when nothing woke it."""
     action_max_attempts: int = Field(default=5, ge=1)
     """Attempts of a failing action before it is recorded as failed."""
+    plc: PlcSettings | None = None
+    """The line PLC (OPC UA) for compensations and stops; none: those actions cannot run."""
+    mqtt_command: MqttCommandSettings | None = None
+    erp: WebhookSettings | None = None
+    """The ERP's purchase-order webhook (pause/release on supplier holds)."""
+    tasks: TaskNotificationSettings = TaskNotificationSettings()
+    lines: dict[str, LineSettings] = Field(default_factory=dict)
+    """This member's lines by name (the name rules use), e.g. ``[control.lines.coater]``."""
+    confirmations: int | None = Field(default=None, ge=0)
+    """Blocks an event must be buried under before it is acted on; default chain.confirmations."""
 
 
 class Settings(BaseSettings):
