@@ -308,9 +308,7 @@ class ActionRunner:
 
     async def run_once(self) -> int:
         """Execute the actions due now; how many ran."""
-        due = await asyncio.to_thread(
-            self.outbox.claim_due, list(self.executors), self.concurrency
-        )
+        due = await asyncio.to_thread(self.outbox.claim_due, list(self.executors), self.concurrency)
         if due:
             await asyncio.gather(*(self._execute(action) for action in due))
         return len(due)
