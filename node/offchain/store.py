@@ -7,9 +7,10 @@ one database transaction, so an accepted record is always on its way to being an
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +37,17 @@ from node.offchain.records import (
 )
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_WRITTEN = "qnode_written_records"
+"""Where a transaction collects the records it wrote, for the listeners (connection.info)."""
 ENTROPY_PER_RECORD = 56
 RECORDS = Base.metadata.tables[RecordRow.__tablename__]
 PRIVATE = Base.metadata.tables[PrivateFieldsRow.__tablename__]
 OUTBOX = Base.metadata.tables[OutboxRow.__tablename__]
 BATCHES = Base.metadata.tables[BatchRow.__tablename__]
+
+
+RecordListener = Callable[[Sequence[StoredRecord]], None]
+log = logging.getLogger(__name__)
 
 
 def now_us() -> int:
@@ -79,6 +86,7 @@ class Store:
         self.engine = engine
         self.classification = classification
         self.blobs = blobs
+        self._listeners: list[RecordListener] = []
 
     @classmethod
     def open(cls, url: str, classification: Classification, blobs: BlobStore) -> Store:
@@ -97,25 +105,43 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def add_listener(self, listener: RecordListener) -> None:
+        """Call ``listener`` with the records of every transaction of this store object once it
+        has committed (the control loop's rules watch the data this way). A listener that raises
+        is logged; the records stay stored."""
+        self._listeners.append(listener)
+
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One database transaction; database failures become StoreError."""
+        written: list[StoredRecord] = []
         try:
             with self.engine.begin() as connection:
-                yield connection
+                connection.info[_WRITTEN] = written
+                try:
+                    yield connection
+                finally:
+                    connection.info.pop(_WRITTEN, None)
         except IntegrityError as exc:
             raise StoreError(f"the store refused the write: {_first_line(exc.orig)}") from exc
         except (OperationalError, DBAPIError) as exc:
             raise StoreError(f"the database is unavailable: {_first_line(exc.orig)}") from exc
+        if written:
+            self._notify(written)
+
+    def _notify(self, records: list[StoredRecord]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(records)
+            except Exception:
+                log.exception("a record listener failed; the records are stored")
 
     # -- writing -----------------------------------------------------------------------------
 
     def add_records(self, inputs: Sequence[RecordInput]) -> list[StoredRecord]:
         """Validate and store ``inputs`` with their outbox rows, all or nothing."""
-        chunk = self._prepare_chunk(inputs, now_us(), set())
         with self.transaction() as connection:
-            chunk.write(connection)
-        return chunk.records
+            return self.write_records(connection, inputs)
 
     def write_records(
         self, connection: Connection, inputs: Sequence[RecordInput]
@@ -124,6 +150,10 @@ class Store:
         sequences, genealogy links) commit or roll back together with the records."""
         chunk = self._prepare_chunk(inputs, now_us(), set())
         chunk.write(connection)
+        if self._listeners:
+            written = connection.info.get(_WRITTEN)
+            if written is not None:
+                written.extend(chunk.records)
         return chunk.records
 
     def _prepare_chunk(

@@ -24,8 +24,9 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
@@ -36,8 +37,10 @@ import orjson
 from node.errors import QnodeError, StoreError
 from node.offchain.blobs import BlobStore
 from node.offchain.classification import Classification
-from node.offchain.store import Store
+from node.offchain.records import StoredRecord
+from node.offchain.store import RecordListener, Store
 from node.oracles.ingest import (
+    MEASUREMENT,
     Ingestor,
     acknowledge,
     freeze_loaded_heap,
@@ -71,6 +74,9 @@ class WorkerSpec:
     always_private: tuple[str, ...] = ()
     max_blob_bytes: int | None = None
     retries: int = 5
+    forward_quantities: frozenset[str] = frozenset()
+    """Measurements with a point of one of these quantities are sent back to the node's process
+    once stored (the rules there watch them); the rest stay in the worker."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerSpec:
@@ -98,6 +104,7 @@ class _PartResult:
     accepted: int
     points: int
     rejected: dict[str, int] = field(default_factory=dict)
+    forwarded: list[StoredRecord] = field(default_factory=list)
 
 
 class IngestPool:
@@ -113,7 +120,10 @@ class IngestPool:
         metrics: IngestMetrics | None = None,
         max_batch: int = 2000,
         max_delay_s: float = 0.05,
+        on_stored: RecordListener | None = None,
     ) -> None:
+        """``on_stored`` hears of the records ``spec.forward_quantities`` selects, in this
+        process, after they committed."""
         if workers < 1:
             raise QnodeError("an ingest pool needs at least one worker")
         self.spec = spec
@@ -121,6 +131,7 @@ class IngestPool:
         self.metrics = metrics or IngestMetrics()
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
+        self.on_stored = on_stored
         self._channels: list[_WorkerChannel] = []
 
     async def __aenter__(self) -> IngestPool:
@@ -208,9 +219,13 @@ class IngestPool:
         finally:
             slots.release()
         rejected: dict[str, int] = {}
+        forwarded: list[StoredRecord] = []
         for result in results:
+            forwarded.extend(result.forwarded)
             for reason, count in result.rejected.items():
                 rejected[reason] = rejected.get(reason, 0) + count
+        if forwarded and self.on_stored is not None:
+            self.on_stored(forwarded)
         self.metrics.record_batch(
             sum(r.accepted for r in results),
             sum(r.points for r in results),
@@ -364,9 +379,12 @@ def _fail(future: asyncio.Future[Any], error: StoreError) -> None:
 def _worker_main(spec: WorkerSpec, connection: Connection) -> None:
     """A worker process: commit each part it is sent, reply with its counts, until None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    forwarded: list[StoredRecord] = []
     try:
         store = spec.open_store()
         ingestor = Ingestor(store, Validator(spec.oracles), retries=spec.retries)
+        if spec.forward_quantities:
+            store.add_listener(partial(_collect, spec.forward_quantities, forwarded))
     except QnodeError as exc:
         connection.send(("error", str(exc)))
         return
@@ -379,9 +397,21 @@ def _worker_main(spec: WorkerSpec, connection: Connection) -> None:
             except QnodeError as exc:
                 connection.send(("error", str(exc)))
                 return
-            connection.send(("ok", result.accepted, result.points, dict(result.rejected)))
+            reply = ("ok", result.accepted, result.points, dict(result.rejected), forwarded[:])
+            forwarded.clear()
+            connection.send(reply)
     finally:
         store.close()
+
+
+def _collect(
+    quantities: frozenset[str], into: list[StoredRecord], records: Sequence[StoredRecord]
+) -> None:
+    for record in records:
+        if record.record_type == MEASUREMENT and any(
+            point.get("q") in quantities for point in record.public.get("points", ())
+        ):
+            into.append(record)
 
 
 def _receive_or_none(connection: Connection) -> Any:

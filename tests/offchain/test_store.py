@@ -182,3 +182,23 @@ def test_canonical_json_keeps_null_and_refuses_non_finite_values_however_deep() 
         canonical_json({"note": None, "points": [{"q": "t", "v": -math.inf}]})
     with pytest.raises(RecordError, match="field 'points' is nan"):
         canonical_json({"points": [{"q": "t", "v": math.nan}]})
+
+
+def test_listeners_hear_of_records_once_their_transaction_committed(store: Store) -> None:
+    heard: list[list[str]] = []
+    store.add_listener(lambda records: heard.append([r.record_id for r in records]))
+    stored = store.add_records([coating(1.0), coating(2.0)])
+    assert heard == [[r.record_id for r in stored]]
+
+    with pytest.raises(RuntimeError), store.transaction() as connection:
+        store.write_records(connection, [coating(3.0)])
+        assert len(heard) == 1  # not before the commit
+        raise RuntimeError("rolled back")
+    assert len(heard) == 1 and store.count_records() == 2
+
+    def broken(_records: object) -> None:
+        raise ValueError("a listener bug")
+
+    store.add_listener(broken)
+    store.add_records([coating(4.0)])  # stored all the same, the others still told
+    assert store.count_records() == 3 and len(heard) == 2

@@ -8,6 +8,7 @@ when the broker is stopped and restarted while the fleet publishes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -295,3 +296,41 @@ def test_a_killed_ingest_worker_stops_the_run_and_a_restart_loses_nothing(
     assert len(stored) == len(set(stored)) == len(messages), "a message was lost or stored twice"
     assert {reason for reason, _, _ in restarted.quarantine()} <= {"duplicate"}
     restarted.store.close()
+
+
+def test_the_pool_sends_watched_measurements_back_once_stored(
+    mqtt_url: str, mqtt_prefix: str, tmp_path: Path
+) -> None:
+    """Rules in the node's process see the measurements they watch, stored by a worker."""
+    fleet = DeviceFleet(FleetSpec(devices=4, topic_prefix=f"{mqtt_prefix}/devices"))
+    messages = fleet.messages(20)
+    pipeline = Pipeline(f"sqlite:///{tmp_path / 'store.db'}", tmp_path, fleet, mqtt_url, 2)
+    heard: list[str] = []
+    watched = frozenset({"dimension"})
+
+    async def scenario() -> None:
+        await pipeline.source.connect()
+        spec = dataclasses.replace(pipeline.spec, forward_quantities=watched)
+        async with IngestPool(
+            spec,
+            2,
+            pipeline.metrics,
+            max_delay_s=0.02,
+            on_stored=lambda rs: heard.extend(r.record_id for r in rs),
+        ) as pool:
+            task = asyncio.create_task(pool.run(pipeline.source))
+            await asyncio.to_thread(publish_all, mqtt_url, messages)
+            await pipeline.until_handled(len(messages))
+            await pipeline.source.close()
+            await asyncio.wait_for(task, TIMEOUT)
+
+    asyncio.run(scenario())
+    with pipeline.store.transaction() as connection:
+        rows = connection.execute(
+            text("SELECT record_id, public_json FROM records WHERE record_type = 'measurement'")
+        ).all()
+    expected = [
+        row[0] for row in rows if any(p["q"] in watched for p in json.loads(row[1])["points"])
+    ]
+    assert expected and sorted(heard) == sorted(expected)
+    pipeline.store.close()
