@@ -23,6 +23,7 @@ from rich.table import Table
 from node.anchoring.proofs import build_bundle, load_bundle, verify_bundle, verify_store
 from node.chain.anchor_registry import AnchorRegistry
 from node.chain.consortium import Approval, Consortium, Founder, Role
+from node.chain.corrective_action import Case
 from node.chain.localnode import LocalChain, default_run_dir
 from node.control import spc
 from node.errors import (
@@ -904,6 +905,179 @@ def epcis_import(
 
 
 # -- run: the node's main job -------------------------------------------------------------------
+
+
+# -- control: the closed loop's contracts, actions and 8D cases ----------------------------------
+
+control_app = typer.Typer(no_args_is_help=True, help="The closed loop: contracts, lines, actions.")
+eight_d_app = typer.Typer(no_args_is_help=True, help="8D corrective-action cases on-chain.")
+app.add_typer(control_app, name="control")
+app.add_typer(eight_d_app, name="8d")
+
+
+@control_app.command("deploy")
+def control_deploy(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Deploy LineControl and the wired CorrectiveAction/SupplierQuality pair."""
+    from node.control.deploy import deploy_control_contracts
+
+    node = _open(config)
+    deployed = deploy_control_contracts(node)
+    for name, deployment in (
+        ("LineControl", deployed.line_control),
+        ("CorrectiveAction", deployed.corrective_action),
+        ("SupplierQuality", deployed.supplier_quality),
+    ):
+        out.print(f"{name} deployed at {deployment.address} (block {deployment.block})")
+
+
+@control_app.command("lines")
+def control_lines(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Register this member's [control.lines] and their parameters' bounds on-chain."""
+    from node.control.deploy import register_lines
+
+    node = _open(config)
+    done = register_lines(node)
+    for line in done or ["no lines in [control.lines]"]:
+        out.print(line)
+
+
+@control_app.command("actions")
+def control_actions(
+    status: Annotated[str | None, typer.Option(help="pending|running|done|failed")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """The action outbox: what the node owes (PLC writes, webhooks, chain records)."""
+    from node.control.outbox import ActionOutbox, ActionStatus
+
+    try:
+        statuses = None if status is None else [ActionStatus(status)]
+    except ValueError:
+        _fail(f"unknown status {status!r} (pending, running, done, failed)", 2)
+    actions = ActionOutbox(open_store(load_settings(config))).actions(statuses)
+    table = Table("id", "kind", "key", "status", "attempts", "last error")
+    for action in actions:
+        table.add_row(
+            str(action.id),
+            action.kind,
+            action.key,
+            action.status.value,
+            str(action.attempts),
+            action.last_error or "",
+        )
+    out.print(table)
+    out.print(f"{len(actions)} action(s)")
+
+
+def _case_lines(case: Case) -> list[str]:
+    state = (
+        "closed"
+        if case.closed
+        else (
+            f"at {case.discipline.name} ({case.discipline.title})"
+            + (", awaiting review" if case.awaiting_review else ", awaiting submission")
+        )
+    )
+    hold = f", hold {case.hold_id}" if case.hold_id is not None else ""
+    verified = ", effectiveness verified" if case.effectiveness_verified else ""
+    return [
+        f"case {case.case_id}: {state}{hold}{verified}",
+        f"  customer {case.customer}, supplier {case.supplier}",
+    ]
+
+
+@eight_d_app.command("cases")
+def eight_d_cases(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """The 8D cases this member is the customer or the supplier of."""
+    node = _open(config)
+    corrective = node.corrective_action()
+    mine = node.address.lower()
+    shown = 0
+    for case_id in range(1, corrective.case_count() + 1):
+        case = corrective.case(case_id)
+        if mine in (case.customer.lower(), case.supplier.lower()):
+            for line in _case_lines(case):
+                out.print(line)
+            shown += 1
+    out.print(f"{shown} case(s)")
+
+
+def _report_hash(node: Node, report: Path) -> str:
+    """Keep the report as a blob; its SHA-256 (the blob's name) goes on-chain."""
+    try:
+        data = report.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {report}: {exc.strerror}", 2)
+    return "0x" + node.store().blobs.put(data)
+
+
+@eight_d_app.command("submit")
+def eight_d_submit(
+    case_id: Annotated[int, typer.Argument(help="The case.")],
+    discipline: Annotated[int, typer.Argument(help="0..8 (D0..D8).")],
+    report: Annotated[Path, typer.Option(help="The discipline's report (kept as a blob).")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Submit a discipline's report (as the supplier); its SHA-256 is recorded on-chain."""
+    node = _open(config)
+    digest = _report_hash(node, report)
+    node.corrective_action().submit(case_id, discipline, digest)
+    out.print(f"case {case_id}: D{discipline} submitted, report {digest}")
+
+
+@eight_d_app.command("approve")
+def eight_d_approve(
+    case_id: Annotated[int, typer.Argument()],
+    discipline: Annotated[int, typer.Argument()],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Approve a submitted discipline (as the customer); D8's approval closes the case."""
+    node = _open(config)
+    corrective = node.corrective_action()
+    corrective.approve(case_id, discipline)
+    for line in _case_lines(corrective.case(case_id)):
+        out.print(line)
+
+
+@eight_d_app.command("reject")
+def eight_d_reject(
+    case_id: Annotated[int, typer.Argument()],
+    discipline: Annotated[int, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="Why (kept off-chain; its hash goes on-chain).")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Reject a submitted discipline (as the customer): the supplier answers it again."""
+    from node.control.chain_actions import text_hash
+
+    node = _open(config)
+    node.corrective_action().reject(case_id, discipline, text_hash(reason))
+    out.print(f"case {case_id}: D{discipline} rejected")
+
+
+@eight_d_app.command("verify")
+def eight_d_verify(
+    case_id: Annotated[int, typer.Argument()],
+    evidence: Annotated[Path, typer.Option(help="The effectiveness evidence (kept as a blob).")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Verify the corrective actions' effectiveness (customer or lab), needed before D8."""
+    node = _open(config)
+    digest = _report_hash(node, evidence)
+    node.corrective_action().verify_effectiveness(case_id, digest)
+    out.print(f"case {case_id}: effectiveness verified, evidence {digest}")
+
+
+@eight_d_app.command("override")
+def eight_d_override(
+    hold_id: Annotated[int, typer.Argument(help="The supplier hold.")],
+    justification: Annotated[str, typer.Option(help="Why the hold is lifted without closure.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Release a supplier hold without its 8D's closure: the customer's signed override."""
+    from node.control.chain_actions import text_hash
+
+    node = _open(config)
+    node.supplier_quality().override_release(hold_id, text_hash(justification))
+    out.print(f"hold {hold_id} released by override")
 
 
 @app.command()
