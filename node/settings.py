@@ -240,7 +240,9 @@ class PlcSettings(_Section):
     """How long a compensation waits for AckId to echo its request id."""
     stop_ack_timeout_s: float = Field(default=1.0, gt=0)
     ack_poll_s: float = Field(default=0.001, gt=0)
-    """Pause between two reads of the acknowledgement (each read is itself a round trip)."""
+    """First pause between two reads of the acknowledgement; it doubles up to
+    ``ack_poll_max_s`` (a quick PLC is seen at once, a slow one is not flooded)."""
+    ack_poll_max_s: float = Field(default=0.05, gt=0)
     read_back_tolerance: float = Field(default=0.001, ge=0)
     """Largest |Actual - setpoint| (mm) accepted as applied."""
 

@@ -23,6 +23,10 @@ from node.oracles.simulators.coating_plc import (
     BLADE_ACTUAL,
     BLADE_REQUEST_ID,
     BLADE_SETPOINT,
+    LINE_RUNNING,
+    LINE_STOP,
+    LINE_STOP_ACK_ID,
+    LINE_STOP_REQUEST_ID,
     OVEN_TEMPERATURE,
     BakeProfile,
     CoatingLinePlc,
@@ -31,7 +35,7 @@ from node.oracles.simulators.coating_plc import (
     FaultSpec,
     PlcConfig,
 )
-from node.settings import OracleSettings
+from node.settings import OracleSettings, PlcSettings
 
 FAST_PLC = PlcConfig(gauge_interval_s=0.05, oven_interval_s=0.1, ack_delay_s=0.05, seed=3)
 
@@ -252,3 +256,97 @@ def test_qnode_simulate_plc(tmp_path: Path) -> None:
     values = tomllib.loads(fragment.read_text())
     assert values["oracles"]["opcua"]["url"].startswith("opc.tcp://127.0.0.1:")
     OracleSettings(**values["oracles"])
+
+
+async def request_stop(client: Client, plc: CoatingLinePlc, request: int) -> None:
+    stop = client.get_node(plc.node_id(LINE_STOP))
+    await stop.write_value(ua.DataValue(ua.Variant(True, ua.VariantType.Boolean)))
+    request_id = client.get_node(plc.node_id(LINE_STOP_REQUEST_ID))
+    await request_id.write_value(ua.DataValue(ua.Variant(request, ua.VariantType.UInt32)))
+
+
+async def stop_acknowledged(client: Client, plc: CoatingLinePlc, request: int) -> None:
+    while (await read(client, plc, LINE_STOP_ACK_ID)).Value != ua.Variant(
+        request, ua.VariantType.UInt32
+    ):
+        await asyncio.sleep(0.002)
+
+
+def test_line_stop_handshake_stops_sampling_until_restart() -> None:
+    async def scenario() -> None:
+        async with CoatingLinePlc(FAST_PLC) as plc, Client(plc.endpoint) as client:
+            types = {
+                LINE_STOP: ua.VariantType.Boolean,
+                LINE_STOP_REQUEST_ID: ua.VariantType.UInt32,
+                LINE_STOP_ACK_ID: ua.VariantType.UInt32,
+                LINE_RUNNING: ua.VariantType.Boolean,
+            }
+            for name, variant_type in types.items():
+                value = await read(client, plc, name)
+                assert value.Value is not None and value.Value.VariantType == variant_type, name
+            assert (await read(client, plc, LINE_RUNNING)).Value == ua.Variant(
+                True, ua.VariantType.Boolean
+            )
+
+            await request_stop(client, plc, 5)
+            await asyncio.wait_for(stop_acknowledged(client, plc, 5), 1)
+            running = await read(client, plc, LINE_RUNNING)
+            assert running.Value is not None and running.Value.Value is False
+            assert plc.snapshot().running is False and plc.snapshot().stop_acks == 1
+            stamp = (await read(client, plc, "Gauge1.Thickness")).SourceTimestamp
+            await asyncio.sleep(0.25)
+            assert (await read(client, plc, "Gauge1.Thickness")).SourceTimestamp == stamp
+
+            await plc.restart()
+            assert (await read(client, plc, LINE_STOP)).Value == ua.Variant(
+                False, ua.VariantType.Boolean
+            )
+            await asyncio.sleep(0.2)
+            later = (await read(client, plc, "Gauge1.Thickness")).SourceTimestamp
+            assert later is not None and stamp is not None and later > stamp
+
+    run(scenario)
+
+
+def test_stop_faults_clamped_blade_and_retained_handshake_across_restart() -> None:
+    config = PlcConfig(gauge_interval_s=0.05, ack_delay_s=0.3, blade_max_mm=1.02)
+
+    async def scenario() -> None:
+        plc = CoatingLinePlc(config)
+        await plc.start()
+        try:
+            async with Client(plc.endpoint) as client:
+                plc.inject_fault(Fault.NO_STOP_ACK)
+                await request_stop(client, plc, 1)
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(stop_acknowledged(client, plc, 1), 0.3)
+                assert plc.snapshot().running is True
+                plc.clear_faults()
+                await request_stop(client, plc, 2)
+                await asyncio.wait_for(stop_acknowledged(client, plc, 2), 1)
+
+                # The PLC clamps to its own limits, and still acknowledges.
+                await request_setpoint(client, plc, 1.05, request=3)
+            await plc.stop()  # before the ack (0.3 s): the request survives the restart
+            await plc.start()
+            async with Client(plc.endpoint) as client:
+                await asyncio.wait_for(acknowledged(client, plc, 3), 5)
+                actual = await read(client, plc, BLADE_ACTUAL)
+                assert actual.Value is not None and actual.Value.Value == 1.02
+        finally:
+            await plc.stop()
+
+    run(scenario)
+
+
+def test_plc_settings_name_the_namespace_by_uri() -> None:
+    plc = CoatingLinePlc(PlcConfig(port=4842))
+    settings = plc.plc_settings(ack_timeout_s=2.0)
+    assert settings.url == "opc.tcp://127.0.0.1:4842"
+    assert settings.ack_timeout_s == 2.0
+    defaults = PlcSettings()
+    assert defaults.setpoint_node == "nsu=urn:qnode:coating-line;s=" + BLADE_SETPOINT
+    assert defaults.stop_node == "nsu=urn:qnode:coating-line;s=" + LINE_STOP
+    assert defaults.stop_ack_id_node == "nsu=urn:qnode:coating-line;s=" + LINE_STOP_ACK_ID
+    assert defaults.running_node == "nsu=urn:qnode:coating-line;s=" + LINE_RUNNING
+    assert FaultSpec.parse("no-stop-ack") == FaultSpec(Fault.NO_STOP_ACK)

@@ -8,11 +8,22 @@ Address space (namespace ``urn:qnode:coating-line``, string NodeIds stable acros
     BladePressure.RequestId              UInt32, written by a client after the setpoint
     BladePressure.AckId                  UInt32, the PLC echoes RequestId here once applied
     BladePressure.Actual                 Double, mm, the applied setpoint
+    Line.Stop                            Boolean, written by a client: True stops the line
+    Line.StopRequestId                   UInt32, written by a client after Stop
+    Line.StopAckId                       UInt32, the PLC echoes StopRequestId here once handled
+    Line.Running                         Boolean, False once stopped (until ``restart()``)
 
 The acknowledge handshake: a client writes Setpoint, then a new RequestId; after ``ack_delay_s``
-the PLC copies Setpoint into Actual and then RequestId into AckId (never, with ``ack_delay_s=None``
-or the ``no-ack`` fault). Actual moves the coating: thickness falls by ``thickness_per_mm`` µm per
-mm of blade pressure above nominal.
+the PLC copies Setpoint, clamped to [``blade_min_mm``, ``blade_max_mm``], into Actual and then
+RequestId into AckId (never, with ``ack_delay_s=None`` or the ``no-ack`` fault). Actual moves the
+coating: thickness falls by ``thickness_per_mm`` µm per mm of blade pressure above nominal.
+
+The stop handshake is the same with Stop/StopRequestId/StopAckId: after ``stop_ack_delay_s``
+(default 0: at once) a Stop of True makes Running False, and then StopAckId echoes the request
+(never, with ``stop_ack_delay_s=None`` or the ``no-stop-ack`` fault). A stopped line produces no
+thickness readings; ``restart()`` (the operator's key switch) clears Stop and runs it again. Both
+handshakes wake on every client write (a server write callback), so an acknowledgement costs no
+polling delay.
 
 Drift moves the thickness mean or its coefficient of variation linearly with time; faults make a
 sensor Bad (BadSensorFailure), Uncertain, NaN or stuck. Sensor values carry a SourceTimestamp;
@@ -36,6 +47,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from asyncua import ua
+from asyncua.common.callback import CallbackType
 from asyncua.common.node import Node
 from asyncua.common.utils import ServiceError
 from asyncua.crypto import cert_gen
@@ -50,7 +62,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from node.chain.localnode import free_port
 from node.errors import ConfigError
-from node.settings import OpcUaNode, OpcUaSettings
+from node.settings import OpcUaNode, OpcUaSettings, PlcSettings
 
 NAMESPACE = "urn:qnode:coating-line"
 APPLICATION_URI = "urn:qnode:coating-line:plc"
@@ -60,6 +72,10 @@ BLADE_SETPOINT = "BladePressure.Setpoint"
 BLADE_REQUEST_ID = "BladePressure.RequestId"
 BLADE_ACK_ID = "BladePressure.AckId"
 BLADE_ACTUAL = "BladePressure.Actual"
+LINE_STOP = "Line.Stop"
+LINE_STOP_REQUEST_ID = "Line.StopRequestId"
+LINE_STOP_ACK_ID = "Line.StopAckId"
+LINE_RUNNING = "Line.Running"
 
 SecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
 _POLICY_TYPES: Mapping[str, ua.SecurityPolicyType] = {
@@ -67,7 +83,8 @@ _POLICY_TYPES: Mapping[str, ua.SecurityPolicyType] = {
     "Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
     "SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
 }
-_HANDSHAKE_POLL_S = 0.01
+_HANDSHAKE_POLL_S = 0.05
+"""Fallback poll of the request ids; client writes wake the handshakes at once."""
 
 
 class Fault(StrEnum):
@@ -81,13 +98,15 @@ class Fault(StrEnum):
     """The value freezes at its last reading; timestamps keep advancing."""
     NO_ACK = "no-ack"
     """Blade-pressure requests are never applied nor acknowledged."""
+    NO_STOP_ACK = "no-stop-ack"
+    """Stop requests are never handled nor acknowledged."""
 
 
 @dataclass(frozen=True)
 class FaultSpec:
     kind: Fault
     target: str = "Gauge1"
-    """``Gauge<n>`` or ``BakeOven``; ignored for ``no-ack``."""
+    """``Gauge<n>`` or ``BakeOven``; ignored for ``no-ack`` and ``no-stop-ack``."""
 
     @classmethod
     def parse(cls, text: str) -> FaultSpec:
@@ -198,6 +217,11 @@ class PlcConfig:
     faults: tuple[FaultSpec, ...] = ()
     ack_delay_s: float | None = 0.2
     """Delay between a request and its acknowledgement; ``None``: never acknowledged."""
+    blade_min_mm: float = 0.0
+    blade_max_mm: float = 5.0
+    """The PLC's own limits: a setpoint beyond them is applied clamped (and acknowledged)."""
+    stop_ack_delay_s: float | None = 0.0
+    """Delay between a stop request and the stop; ``None``: never handled."""
     security_modes: tuple[SecurityMode, ...] = ("None",)
     """Endpoints offered (Basic256Sha256 for Sign and SignAndEncrypt)."""
     certificate_dir: Path | None = None
@@ -219,13 +243,15 @@ class PlcSnapshot:
     oven_c: float | None
     blade_actual_mm: float
     acks: int
+    running: bool = True
+    stop_acks: int = 0
 
     def describe(self) -> str:
         gauges = " ".join(_format(value, ".2f") for value in self.thickness_um)
         return (
             f"t={self.uptime_s:.0f}s samples={self.samples} thickness[µm]={gauges} "
             f"oven={_format(self.oven_c, '.1f')}°C blade={self.blade_actual_mm:.3f}mm "
-            f"acks={self.acks}"
+            f"acks={self.acks}{'' if self.running else ' STOPPED'}"
         )
 
 
@@ -253,9 +279,13 @@ class _State:
     stuck: dict[str, float] = field(default_factory=dict)
     faults: dict[str, Fault] = field(default_factory=dict)
     never_ack: bool = False
+    never_stop_ack: bool = False
     last_request: int = 0
+    last_stop_request: int = 0
+    running: bool = True
     samples: int = 0
     acks: int = 0
+    stop_acks: int = 0
 
 
 class CoatingLinePlc:
@@ -269,12 +299,16 @@ class CoatingLinePlc:
         self.config = config
         self.port = config.port or free_port()
         self._rng = random.Random(config.seed)
-        self._state = _State(never_ack=config.ack_delay_s is None)
+        self._state = _State(
+            never_ack=config.ack_delay_s is None, never_stop_ack=config.stop_ack_delay_s is None
+        )
         for fault in config.faults:
             self._set_fault(fault)
         self._server: Server | None = None
         self._namespace = 2
         self._tasks: list[asyncio.Task[None]] = []
+        self._blade_written = asyncio.Event()
+        self._stop_written = asyncio.Event()
         self._paused = False
         self._started_at: float | None = None
         self.server_certificate: CertificateFiles | None = None
@@ -313,6 +347,7 @@ class CoatingLinePlc:
         ]
         self._tasks.append(asyncio.create_task(self._sample_oven(), name="plc oven"))
         self._tasks.append(asyncio.create_task(self._handshake(), name="plc handshake"))
+        self._tasks.append(asyncio.create_task(self._stop_handshake(), name="plc stop"))
 
     async def stop(self) -> None:
         """Stop serving; the last values stay for the next ``start()``."""
@@ -333,6 +368,16 @@ class CoatingLinePlc:
     def resume(self) -> None:
         self._paused = False
 
+    async def restart(self) -> None:
+        """The operator's restart after a stop: Stop cleared, Running again, gauges sampling."""
+        self._state.running = True
+        now = ua.DateTime.now(UTC)
+        for name, value in ((LINE_STOP, False), (LINE_RUNNING, True)):
+            if self._server is None:
+                self._state.retained[name] = _boolean(value, now)
+            else:
+                await self._write(name, _boolean(value, now))
+
     def inject_fault(self, kind: Fault, target: str = "Gauge1") -> None:
         self._set_fault(FaultSpec(kind, target))
 
@@ -340,6 +385,7 @@ class CoatingLinePlc:
         self._state.faults.clear()
         self._state.stuck.clear()
         self._state.never_ack = self.config.ack_delay_s is None
+        self._state.never_stop_ack = self.config.stop_ack_delay_s is None
 
     def snapshot(self) -> PlcSnapshot:
         retained = self._state.retained
@@ -350,6 +396,8 @@ class CoatingLinePlc:
             oven_c=_number(retained.get(OVEN_TEMPERATURE)),
             blade_actual_mm=self._blade_actual_mm(),
             acks=self._state.acks,
+            running=self._state.running,
+            stop_acks=self._state.stop_acks,
         )
 
     def opcua_settings(self, names: Iterable[str] | None = None, **overrides: Any) -> OpcUaSettings:
@@ -362,6 +410,11 @@ class CoatingLinePlc:
         }
         values.update(overrides)
         return OpcUaSettings(**values)
+
+    def plc_settings(self, **overrides: Any) -> PlcSettings:
+        """``[control.plc]`` settings that drive this PLC (the default NodeIds name its
+        namespace by URI); ``overrides`` set other PlcSettings fields."""
+        return PlcSettings(**{"url": self.endpoint, **overrides})
 
     def sensor_names(self) -> tuple[str, ...]:
         return (*self.gauge_names, OVEN_TEMPERATURE, BLADE_ACTUAL)
@@ -419,7 +472,12 @@ class CoatingLinePlc:
             await self._load_server_certificate(server)
         self._namespace = await server.register_namespace(NAMESPACE)
         await self._build_address_space(server)
+        server.subscribe_server_callback(CallbackType.PostWrite, self._client_wrote)
         return server
+
+    def _client_wrote(self, _event: object, _dispatcher: object) -> None:
+        self._blade_written.set()
+        self._stop_written.set()
 
     async def _load_server_certificate(self, server: Server) -> None:
         if self.config.certificate_dir is None:
@@ -456,9 +514,17 @@ class CoatingLinePlc:
         await self._add_variable(blade, BLADE_ACTUAL, double, nominal)
         await setpoint.set_writable()
         await request.set_writable()
+        line = await objects.add_object(self._ua_node_id("Line"), "Line")
+        boolean = ua.VariantType.Boolean
+        stop = await self._add_variable(line, LINE_STOP, boolean, False)
+        stop_request = await self._add_variable(line, LINE_STOP_REQUEST_ID, uint32, 0)
+        await self._add_variable(line, LINE_STOP_ACK_ID, uint32, 0)
+        await self._add_variable(line, LINE_RUNNING, boolean, self._state.running)
+        await stop.set_writable()
+        await stop_request.set_writable()
 
     async def _add_variable(
-        self, parent: Node, name: str, variant_type: ua.VariantType, initial: float
+        self, parent: Node, name: str, variant_type: ua.VariantType, initial: float | bool
     ) -> Node:
         node = await parent.add_variable(
             self._ua_node_id(name), name.split(".")[-1], ua.Variant(initial, variant_type)
@@ -491,7 +557,7 @@ class CoatingLinePlc:
     async def _sample_gauge(self, name: str) -> None:
         while True:
             await asyncio.sleep(self.config.gauge_interval_s)
-            if not self._paused:
+            if not self._paused and self._state.running:
                 await self._write(name, self._sensor_value(name, self._thickness()))
 
     async def _sample_oven(self) -> None:
@@ -544,21 +610,22 @@ class CoatingLinePlc:
         return ua.DataValue(variant, StatusCode=status, SourceTimestamp=now, ServerTimestamp=now)
 
     async def _handshake(self) -> None:
-        """Poll RequestId; apply and acknowledge each new request after the configured delay."""
+        """Watch RequestId; apply and acknowledge each new request after the configured delay."""
         while True:
-            await asyncio.sleep(_HANDSHAKE_POLL_S)
+            await _written_or_timeout(self._blade_written)
             request = self._read(BLADE_REQUEST_ID)
             if not isinstance(request, int) or request == self._state.last_request:
                 continue
-            self._state.last_request = request
             for name in (BLADE_SETPOINT, BLADE_REQUEST_ID):  # retained, like the PLC's own
                 self._state.retained[name] = self._read_data_value(name)
             if self._state.never_ack or self.config.ack_delay_s is None:
+                self._state.last_request = request  # ignored for good
                 continue
             await asyncio.sleep(self.config.ack_delay_s)
             setpoint = self._read(BLADE_SETPOINT)
+            applied = min(max(float(setpoint), self.config.blade_min_mm), self.config.blade_max_mm)
             now = ua.DateTime.now(UTC)
-            actual = ua.Variant(float(setpoint), ua.VariantType.Double)
+            actual = ua.Variant(applied, ua.VariantType.Double)
             await self._write(
                 BLADE_ACTUAL, ua.DataValue(actual, SourceTimestamp=now, ServerTimestamp=now)
             )
@@ -566,11 +633,42 @@ class CoatingLinePlc:
             await self._write(
                 BLADE_ACK_ID, ua.DataValue(ack, SourceTimestamp=now, ServerTimestamp=now)
             )
+            # Only now: a request interrupted by stop() is handled after the next start().
+            self._state.last_request = request
             self._state.acks += 1
+
+    async def _stop_handshake(self) -> None:
+        """Watch StopRequestId; on a new request with Stop set, stop the line, then acknowledge."""
+        while True:
+            await _written_or_timeout(self._stop_written)
+            request = self._read(LINE_STOP_REQUEST_ID)
+            if not isinstance(request, int) or request == self._state.last_stop_request:
+                continue
+            for name in (LINE_STOP, LINE_STOP_REQUEST_ID):
+                self._state.retained[name] = self._read_data_value(name)
+            delay = self.config.stop_ack_delay_s
+            if self._state.never_stop_ack or delay is None:
+                self._state.last_stop_request = request
+                continue
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = ua.DateTime.now(UTC)
+            if self._read(LINE_STOP) is True:
+                self._state.running = False
+                await self._write(LINE_RUNNING, _boolean(False, now))
+            ack = ua.Variant(request, ua.VariantType.UInt32)
+            await self._write(
+                LINE_STOP_ACK_ID, ua.DataValue(ack, SourceTimestamp=now, ServerTimestamp=now)
+            )
+            self._state.last_stop_request = request
+            self._state.stop_acks += 1
 
     def _set_fault(self, fault: FaultSpec) -> None:
         if fault.kind is Fault.NO_ACK:
             self._state.never_ack = True
+            return
+        if fault.kind is Fault.NO_STOP_ACK:
+            self._state.never_stop_ack = True
             return
         targets = {_object_of(name) for name in self.sensor_names()} - {"BladePressure"}
         if fault.target not in targets:
@@ -578,6 +676,17 @@ class CoatingLinePlc:
         self._state.faults[fault.target] = fault.kind
         for name in [name for name in self._state.stuck if name.startswith(f"{fault.target}.")]:
             del self._state.stuck[name]
+
+
+async def _written_or_timeout(written: asyncio.Event) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(written.wait(), _HANDSHAKE_POLL_S)
+    written.clear()
+
+
+def _boolean(value: bool, now: Any) -> ua.DataValue:
+    variant = ua.Variant(value, ua.VariantType.Boolean)
+    return ua.DataValue(variant, SourceTimestamp=now, ServerTimestamp=now)
 
 
 def _object_of(name: str) -> str:
