@@ -26,9 +26,11 @@ from node.chain.consortium import Approval, Consortium, Founder, Role
 from node.chain.corrective_action import Case
 from node.chain.localnode import LocalChain, default_run_dir
 from node.control import spc
+from node.control.decisions import Decision, ReplayResult, leaf_paths, replay
 from node.errors import (
     ChainUnavailableError,
     ConfigError,
+    ControlError,
     KeystoreError,
     ProofError,
     QnodeError,
@@ -1368,3 +1370,110 @@ def _print_rule_violations(
 def _print_beyond_limits(chart: spc.ControlChart, unit: str) -> None:
     numbers = ", ".join(str(i + 1) for i in chart.beyond_limits) or "none"
     out.print(f"{chart.statistic} beyond its limits: {numbers}")
+
+
+# -- rules: quality rules without code (issue 5) ------------------------------------------------
+
+rules_app = typer.Typer(
+    no_args_is_help=True, help="Quality rules (YAML): check a rule file, replay a decision."
+)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("check")
+def rules_check(file: Annotated[Path, typer.Argument(help="The YAML rule file.")]) -> None:
+    """Read and check a rule file: its rules, or its first error with the file and line."""
+    from rich.text import Text
+
+    from node.control.rules import describe_action, describe_condition, load_rules
+
+    rules = load_rules(file)
+    table = Table("rule", "when", "then")
+    for rule in rules.rules:
+        name = f"{rule.id}\n(red line)" if rule.is_red_line else rule.id
+        actions = "\n".join(describe_action(action) for action in rule.actions)
+        table.add_row(Text(name), Text(describe_condition(rule.condition)), Text(actions))
+    out.print(table)
+    red = len(rules.red_lines)
+    out.print(
+        f"{len(rules.rules)} rules ({red} red lines) in {file}, sha256 {rules.digest}",
+        markup=False,
+    )
+
+
+@rules_app.command("replay")
+def rules_replay(
+    decision_id: Annotated[str, typer.Argument(help="The decision record's id.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    limit: Annotated[int, typer.Option(min=1, help="Print at most this many inputs.")] = 20,
+) -> None:
+    """Replay a decision from this member's store: inputs re-hashed, values recomputed."""
+    store = open_store(load_settings(config))
+    try:
+        decision = Decision.from_record(store.record(decision_id))
+        found = store.records([record_id for record_id, _ in decision.inputs])
+    finally:
+        store.close()
+    result = replay(decision, {record.record_id: record for record in found}, decision_id)
+    _print_decision(decision)
+    _print_replay_inputs(result, limit)
+    _print_replay_conditions(decision, result)
+    out.print(f"verdict: {result.verdict}", markup=False)
+    if not result.confirmed:
+        raise ControlError(f"decision {decision_id} is not reproduced: {result.verdict}")
+
+
+def _print_decision(decision: Decision) -> None:
+    out.print(f"decision {decision.decision_hash}", markup=False)
+    out.print(f"rule     {decision.rule_id} (rule file sha256 {decision.rule_hash})", markup=False)
+    out.print(f"fired    {_utc_us(decision.fired_at_us)}", markup=False)
+    out.print(f"signer   {decision.signer or '-'}", markup=False)
+    out.print(f"action   {json.dumps(decision.action, sort_keys=True)}", markup=False)
+
+
+def _print_replay_inputs(result: ReplayResult, limit: int) -> None:
+    table = Table("#", "input record", "content hash", "check", title="inputs")
+    for index, check in enumerate(result.inputs[:limit]):
+        table.add_row(str(index), check.record_id, check.expected_hash, check.status)
+    out.print(table)
+    hidden = result.inputs[limit:]
+    if hidden:
+        bad = sum(check.status != "ok" for check in hidden)
+        out.print(f"... and {len(hidden)} more input(s), {bad} of them not ok (--limit)")
+
+
+def _print_replay_conditions(decision: Decision, result: ReplayResult) -> None:
+    """Per condition: its thresholds, then each computed value as recorded and recomputed."""
+    condition = decision.thresholds.get("condition", {})
+    recorded = decision.computed.get("conditions", {})
+    recomputed = result.recomputed or {}
+    thresholds = dict(_condition_leaves(condition))
+    for path in leaf_paths(condition):
+        table = Table("value", "recorded", "recomputed", title=f"{path}: {thresholds[path]}")
+        before, after = recorded.get(path, {}), recomputed.get(path, {})
+        for name in sorted(set(before) | set(after)):
+            if name not in ("inputs", "scope"):
+                table.add_row(name, _summary(before.get(name)), _summary(after.get(name, "-")))
+        out.print(table)
+
+
+def _condition_leaves(condition: dict[str, object], path: str = "when") -> list[tuple[str, str]]:
+    for combinator in ("all", "any"):
+        children = condition.get(combinator)
+        if isinstance(children, list):
+            return [
+                leaf
+                for index, child in enumerate(children)
+                for leaf in _condition_leaves(child, f"{path}.{combinator}[{index}]")
+            ]
+    return [(path, json.dumps(condition, sort_keys=True))]
+
+
+def _summary(value: object) -> str:
+    """Numbers and text as they are; a list in full if short, else by its length."""
+    if isinstance(value, list | dict):
+        text = json.dumps(value, sort_keys=True)
+        return text if len(text) <= 60 else f"[{len(value)} items]"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "-" if value is None else str(value)

@@ -268,6 +268,8 @@ class ReplayResult:
     fires: bool | None
     """Whether the condition holds on the inputs (None if they could not be checked)."""
     problem: str | None = None
+    decision_altered: bool = False
+    """The decision record's content no longer hashes to its id."""
 
     @property
     def tampered(self) -> tuple[str, ...]:
@@ -279,10 +281,18 @@ class ReplayResult:
 
     @property
     def confirmed(self) -> bool:
-        return bool(self.fires) and not self.differences and self.problem is None
+        return (
+            bool(self.fires)
+            and not self.differences
+            and self.problem is None
+            and not self.decision_altered
+            and all(check.status == "ok" for check in self.inputs)
+        )
 
     @property
     def verdict(self) -> str:
+        if self.decision_altered:
+            return "TAMPERED: the decision record was altered (its content does not hash to its id)"
         if self.tampered:
             return f"TAMPERED: {len(self.tampered)} input record(s) differ from the decision's hash"
         if self.missing:
@@ -296,12 +306,16 @@ class ReplayResult:
         return "CONFIRMED: same inputs, same values, the rule fires"
 
 
-def replay(decision: Decision, records: Mapping[str, StoredRecord]) -> ReplayResult:
+def replay(
+    decision: Decision, records: Mapping[str, StoredRecord], record_id: str | None = None
+) -> ReplayResult:
     """Check ``decision`` against its input records (by record id): hashes first, then every
-    computed value and the outcome."""
+    computed value and the outcome. ``record_id``: the id the decision was stored under, which
+    must be its decision hash (else the decision record itself was altered)."""
+    altered = record_id is not None and record_id.lower() != decision.decision_hash
     checks = tuple(_check_input(ref, records.get(ref[0])) for ref in decision.inputs)
-    if any(check.status != "ok" for check in checks):
-        return ReplayResult(decision.decision_hash, checks, None, (), None)
+    if altered or any(check.status != "ok" for check in checks):
+        return ReplayResult(decision.decision_hash, checks, None, (), None, None, altered)
     ordered = [records[rid] for rid, _ in decision.inputs]
     try:
         condition = decision.thresholds["condition"]

@@ -174,6 +174,14 @@ class Devices:
     def from_json(cls, data: Mapping[str, Any]) -> Devices:
         return cls(data["quantity"], tuple(data["devices"]), bool(data["per_device"]))
 
+    def __str__(self) -> str:
+        each = ", per device" if self.per_device else ""
+        return f"{self.quantity} from {_listed(self.patterns)}{each}"
+
+
+def _listed(patterns: Sequence[str]) -> str:
+    return "|".join(patterns)
+
 
 def matches_any(value: str, patterns: Sequence[str]) -> bool:
     return any(fnmatchcase(value, pattern) for pattern in patterns)
@@ -269,6 +277,10 @@ class LeafSpec(ABC):
         """A fresh tracker."""
 
     @abstractmethod
+    def describe(self) -> str:
+        """One line for people (``qnode rules check``, logs)."""
+
+    @abstractmethod
     def replay(
         self, records: Sequence[StoredRecord], computed: Mapping[str, Any], fired_at_us: int
     ) -> LeafReplay:
@@ -302,6 +314,12 @@ class CvSpec(LeafSpec):
 
     def tracker(self) -> CvTracker:
         return CvTracker(self)
+
+    def describe(self) -> str:
+        return (
+            f"CV of {self.devices} in subgroups of {self.subgroup_size} {self.threshold}, "
+            f"{self.consecutive} consecutive"
+        )
 
     def beyond(self, cv: float) -> bool:
         return self.threshold.comparator.test(cv, self.threshold.ratio())
@@ -349,6 +367,14 @@ class LotsSpec(LeafSpec):
 
     def tracker(self) -> LotsTracker:
         return LotsTracker(self)
+
+    def describe(self) -> str:
+        side = {"usl": "above the USL", "lsl": "below the LSL", "either": "out of spec"}
+        return (
+            f"{self.consecutive} consecutive lots {side[self.limit]} per supplier, part and "
+            f"characteristic (suppliers {_listed(self.suppliers)}, parts {_listed(self.parts)}, "
+            f"characteristics {_listed(self.characteristics)})"
+        )
 
     def selects(self, lot: IncomingLot) -> bool:
         return (
@@ -442,6 +468,12 @@ class CpkSpec(LeafSpec):
     def tracker(self) -> CpkTracker:
         return CpkTracker(self)
 
+    def describe(self) -> str:
+        limits = ", ".join(
+            f"{name} {limit}" for name, limit in (("LSL", self.lsl), ("USL", self.usl)) if limit
+        )
+        return f"Cpk of the last {self.window} {self.devices} ({limits}) {self.threshold}"
+
     def study(self, values: Sequence[float]) -> dict[str, Any]:
         """mean, sigma_within (MR̄/1.128) and cpk of ``values`` (cpk None if sigma is 0)."""
         mean = statistics.fmean(values)
@@ -495,6 +527,12 @@ class DefectRateSpec(LeafSpec):
 
     def tracker(self) -> DefectRateTracker:
         return DefectRateTracker(self)
+
+    def describe(self) -> str:
+        return (
+            f"defect rate of process {_listed(self.processes)} this month against last month "
+            f"{self.threshold} (at least {self.min_inspections} inspections a month)"
+        )
 
     def counts(self, inspection: Inspection) -> bool | None:
         """True for a defect, False for a good part, None for a verdict that is not counted."""
@@ -584,6 +622,11 @@ class ReadingSpec(LeafSpec):
     def tracker(self) -> Tracker[Any]:
         raise ControlError("reading conditions are red lines, evaluated by RedLines")
 
+    def describe(self) -> str:
+        quantity = self.devices.quantity
+        value = f"|{quantity}|" if self.absolute else quantity
+        return f"{value} of each reading from {_listed(self.devices.patterns)} {self.threshold}"
+
     def limit_in(self, unit: str) -> float:
         """The limit converted to ``unit`` (UnitError if it is of another dimension)."""
         return self.threshold.limit.to(unit)
@@ -655,6 +698,10 @@ class SignalSpec(LeafSpec):
 
     def tracker(self) -> SignalTracker:
         return SignalTracker(self)
+
+    def describe(self) -> str:
+        within = f" within {self.within_us / 1e6:g} s" if self.within_us else ""
+        return f"signal {self.name}{within}"
 
     def holds_at(self, emitted_at_us: int, now_us: int) -> bool:
         return 0 <= now_us - emitted_at_us <= self.within_us

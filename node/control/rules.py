@@ -24,7 +24,7 @@ import re
 import string
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
@@ -92,6 +92,28 @@ def condition_json(condition: Condition) -> dict[str, Any]:
     if isinstance(condition, AnyOf):
         return {"any": [condition_json(c) for c in condition.conditions]}
     return {"metric": condition.metric, **condition.parameters()}
+
+
+def describe_condition(condition: Condition) -> str:
+    if isinstance(condition, AllOf | AnyOf):
+        joiner = " AND " if isinstance(condition, AllOf) else " OR "
+        return joiner.join(f"({describe_condition(c)})" for c in condition.conditions)
+    return condition.describe()
+
+
+def describe_action(action: Action) -> str:
+    if isinstance(action, Compensate):
+        return (
+            f"compensate {action.line} {action.parameter} by {action.delta} "
+            f"(bounds {action.minimum} .. {action.maximum})"
+        )
+    if isinstance(action, HoldSupplier):
+        return f"hold supplier {action.supplier} ({action.part}, {action.characteristic})"
+    if isinstance(action, Task):
+        return f"task for {action.assignee}: {action.title} (due in {action.due_us / 86400e6:g} d)"
+    if isinstance(action, StopLine):
+        return f"stop line {action.line}: {action.reason}"
+    return f"emit {action.signal}"
 
 
 def condition_leaves(condition: Condition, path: str = "when") -> Iterator[tuple[str, LeafSpec]]:
@@ -314,10 +336,11 @@ class _Composer:
         self.loader = yaml.SafeLoader("")
         self.seen: set[int] = set()
 
-    def convert(self, node: yaml.Node) -> _Node:
+    def convert(self, node: yaml.Node, used_at: int | None = None) -> _Node:
         line = node.start_mark.line + 1
-        if id(node) in self.seen:
-            raise RuleError("YAML anchors and aliases are not supported here", line, self.path)
+        if id(node) in self.seen:  # an alias: the node's own mark is the anchor's
+            where = used_at if used_at is not None else line
+            raise RuleError("YAML anchors and aliases are not supported here", where, self.path)
         self.seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, line)
@@ -338,7 +361,8 @@ class _Composer:
                 message = f"duplicate key {key!r} (first at line {first})"
                 raise RuleError(message, key_line, self.path)
             keys[key] = key_line
-            values[key] = self.convert(value_node)
+            # A block value starts on the line after its key; the key is where a reader looks.
+            values[key] = replace(self.convert(value_node, key_line), line=key_line)
         return _Node(values, line, keys)
 
 
