@@ -80,9 +80,7 @@ class RedLine:
 class RedLines:
     """The red-line rules of a rule set, checked reading by reading."""
 
-    def __init__(
-        self, rules: Iterable[Rule], rule_hash: str, signer: str | None = None
-    ) -> None:
+    def __init__(self, rules: Iterable[Rule], rule_hash: str, signer: str | None = None) -> None:
         self.rule_hash = rule_hash
         self.signer = signer
         self.unit_mismatches = 0

@@ -392,8 +392,16 @@ _DURATION = re.compile(r"\s*(\d+)\s*([smhdw])\s*")
 _DURATION_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SYMBOLS = {unit.symbol.lower(): code for code, unit in UNITS.items()}
 _COMPARATORS = tuple(c.value for c in Comparator)
-_METRICS = ("all", "any", "cv", "lots_out_of_spec", "cpk", "defect_rate_change", "reading",
-            "signal")  # fmt: skip
+_METRICS = (
+    "all",
+    "any",
+    "cv",
+    "lots_out_of_spec",
+    "cpk",
+    "defect_rate_change",
+    "reading",
+    "signal",
+)
 _LIMIT_SIDES = ("usl", "lsl", "either")
 
 
@@ -451,8 +459,9 @@ class _Reader:
             got = _describe(node.value)
             if isinstance(node.value, dict):
                 got = f"{len(node.value)} keys ({', '.join(node.value) or 'none'})"
-            self.fail(f"{what} must be a mapping with one of {', '.join(choices)}; got {got}",
-                      node.line)  # fmt: skip
+            self.fail(
+                f"{what} must be a mapping with one of {', '.join(choices)}; got {got}", node.line
+            )
         ((key, value),) = node.value.items()
         return key, value, node.keys[key]
 
@@ -503,8 +512,11 @@ class _Reader:
             return value * 1_000_000
         match = _DURATION.fullmatch(value) if isinstance(value, str) else None
         if match is None:
-            self.fail(f"{what} must be a duration such as 90m, 12h, 7d or 2w (or seconds), "
-                      f"got {_describe(value)}", node.line)  # fmt: skip
+            self.fail(
+                f"{what} must be a duration such as 90m, 12h, 7d or 2w (or seconds), "
+                f"got {_describe(value)}",
+                node.line,
+            )
         return int(match.group(1)) * _DURATION_S[match.group(2)] * 1_000_000
 
     def amount(self, node: _Node, what: str) -> Amount:
@@ -519,8 +531,11 @@ class _Reader:
         if isinstance(value, str):
             match = _AMOUNT.fullmatch(value)
             if match is None:
-                self.fail(f"{what} must be a number and a UN/ECE Rec 20 unit code such as "
-                          f"'0.8 P1', got {value!r}", node.line)  # fmt: skip
+                self.fail(
+                    f"{what} must be a number and a UN/ECE Rec 20 unit code such as "
+                    f"'0.8 P1', got {value!r}",
+                    node.line,
+                )
             number = float(match.group(1).replace("\u2212", "-"))
             code = match.group(2)
             return Amount(number, None if code is None else self.unit(_Node(code, node.line), what))
@@ -537,13 +552,17 @@ class _Reader:
     def unit(self, node: _Node, what: str) -> str:
         code = node.value
         if not isinstance(code, str):
-            self.fail(f"{what}: a unit must be a UN/ECE Rec 20 code, got {_describe(code)}",
-                      node.line)  # fmt: skip
+            self.fail(
+                f"{what}: a unit must be a UN/ECE Rec 20 code, got {_describe(code)}", node.line
+            )
         if code not in UNITS:
             hint = _SYMBOLS.get(code.lower())
             suggestion = f"; {code!r} is {hint}" if hint else _did_you_mean(code, UNITS)
-            self.fail(f"unknown unit {code!r} in {what}: not a UN/ECE Rec 20 code the node "
-                      f"converts{suggestion}", node.line)  # fmt: skip
+            self.fail(
+                f"unknown unit {code!r} in {what}: not a UN/ECE Rec 20 code the node "
+                f"converts{suggestion}",
+                node.line,
+            )
         return code
 
     def measured(self, node: _Node, what: str, quantity: str | None) -> Amount:
@@ -560,12 +579,18 @@ class _Reader:
     def ratio(self, node: _Node, what: str) -> Amount:
         amount = self.amount(node, what)
         if amount.unit is None:
-            self.fail(f"{what} needs a ratio unit: write e.g. '{amount.value:g} P1' (percent) "
-                      f"or '{amount.value:g} C62' (a fraction)", node.line)  # fmt: skip
+            self.fail(
+                f"{what} needs a ratio unit: write e.g. '{amount.value:g} P1' (percent) "
+                f"or '{amount.value:g} C62' (a fraction)",
+                node.line,
+            )
         if amount.dimension is not Dimension.RATIO:
             unit = unit_of(amount.unit)
-            self.fail(f"unit {unit.code} ({unit.name}) is a {unit.dimension}; {what} is a ratio "
-                      "(P1 percent or C62 one)", node.line)  # fmt: skip
+            self.fail(
+                f"unit {unit.code} ({unit.name}) is a {unit.dimension}; {what} is a ratio "
+                "(P1 percent or C62 one)",
+                node.line,
+            )
         return amount
 
     def same_dimension(
@@ -587,8 +612,9 @@ class _Reader:
         if not given:
             self.fail(f"{what} needs a threshold: one of {', '.join(_COMPARATORS)}", node.line)
         if len(given) > 1:
-            self.fail(f"{what} has {len(given)} thresholds ({', '.join(given)}); give one",
-                      node.line)  # fmt: skip
+            self.fail(
+                f"{what} has {len(given)} thresholds ({', '.join(given)}); give one", node.line
+            )
         key = given[0]
         limit_node = values[key]
         limit_what = f"{what}.{key}"
@@ -597,8 +623,9 @@ class _Reader:
         elif kind == "index":
             limit = self.amount(limit_node, limit_what)
             if limit.unit is not None:
-                self.fail(f"{limit_what} is a plain number (an index), not {limit}",
-                          limit_node.line)  # fmt: skip
+                self.fail(
+                    f"{limit_what} is a plain number (an index), not {limit}", limit_node.line
+                )
         else:
             limit = self.measured(limit_node, limit_what, quantity)
         return Threshold(Comparator(key), limit)
@@ -669,8 +696,11 @@ class _Reader:
             return self.reading(value, where)
         if key == "signal":
             return self.signal(value, where)
-        self.fail(f"unknown metric {key!r} in {what} (expected one of {', '.join(_METRICS)})"
-                  + _did_you_mean(key, _METRICS), line)  # fmt: skip
+        self.fail(
+            f"unknown metric {key!r} in {what} (expected one of {', '.join(_METRICS)})"
+            + _did_you_mean(key, _METRICS),
+            line,
+        )
 
     def devices(self, values: Mapping[str, _Node], what: str) -> Devices:
         quantity = self.name(values["quantity"], f"{what}.quantity")
@@ -699,8 +729,10 @@ class _Reader:
         )
         limit = self.name(values["limit"], f"{what}.limit")
         if limit not in _LIMIT_SIDES:
-            self.fail(f"{what}.limit must be one of {', '.join(_LIMIT_SIDES)}, got {limit!r}",
-                      values["limit"].line)  # fmt: skip
+            self.fail(
+                f"{what}.limit must be one of {', '.join(_LIMIT_SIDES)}, got {limit!r}",
+                values["limit"].line,
+            )
         return LotsSpec(
             limit,
             self.integer(values["consecutive"], f"{what}.consecutive", 1, 10_000),
@@ -711,9 +743,11 @@ class _Reader:
 
     def cpk(self, node: _Node, what: str) -> CpkSpec:
         values = self.mapping(
-            node, what, ("quantity", "window"), ("devices", "per_device", "lsl", "usl",
-                                                 *_COMPARATORS)
-        )  # fmt: skip
+            node,
+            what,
+            ("quantity", "window"),
+            ("devices", "per_device", "lsl", "usl", *_COMPARATORS),
+        )
         devices = self.devices(values, what)
         window = self.integer(values["window"], f"{what}.window", 2, 100_000)
         lsl = usl = None
@@ -749,8 +783,11 @@ class _Reader:
         if "good_verdicts" in values:
             good = self.verdicts(values["good_verdicts"], f"{what}.good_verdicts")
         if set(defects) & set(good):
-            self.fail(f"{what}: a verdict cannot be both a defect and good "
-                      f"({', '.join(sorted(set(defects) & set(good)))})", node.line)  # fmt: skip
+            self.fail(
+                f"{what}: a verdict cannot be both a defect and good "
+                f"({', '.join(sorted(set(defects) & set(good)))})",
+                node.line,
+            )
         threshold = self.threshold(values, node, what, "ratio", None)
         return DefectRateSpec(processes, threshold, minimum, defects, good)
 
@@ -802,8 +839,11 @@ class _Reader:
             signal = self.name(value, where, SIGNAL_NAME)
             self.pending.emit_lines.setdefault((self.rule_index, signal), line)
             return Emit(signal)
-        self.fail(f"unknown action {key!r} in {what} (expected one of {', '.join(kinds)})"
-                  + _did_you_mean(key, kinds), line)  # fmt: skip
+        self.fail(
+            f"unknown action {key!r} in {what} (expected one of {', '.join(kinds)})"
+            + _did_you_mean(key, kinds),
+            line,
+        )
 
     def template(self, node: _Node, what: str) -> str:
         text = self.name(node, what)
@@ -812,8 +852,9 @@ class _Reader:
 
     def compensate(self, node: _Node, what: str, line: int) -> Compensate:
         if isinstance(node.value, dict) and "bounds" not in node.value:
-            self.fail(f"unbounded compensation: {what} needs bounds {{min, max}} for its delta",
-                      line)  # fmt: skip
+            self.fail(
+                f"unbounded compensation: {what} needs bounds {{min, max}} for its delta", line
+            )
         values = self.mapping(node, what, ("line", "parameter", "delta", "bounds"))
         delta = self.measured(values["delta"], f"{what}.delta", None)
         bounds_node = values["bounds"]
@@ -822,14 +863,17 @@ class _Reader:
         high = self.measured(bounds["max"], f"{what}.bounds.max", None)
         assert delta.unit is not None
         for bound, key in ((low, "min"), (high, "max")):
-            self.same_dimension(bound, delta.unit, "the delta", f"{what}.bounds.{key}",
-                                bounds[key].line)  # fmt: skip
+            self.same_dimension(
+                bound, delta.unit, "the delta", f"{what}.bounds.{key}", bounds[key].line
+            )
         minimum, maximum = low.to(delta.unit), high.to(delta.unit)
         if minimum > maximum:
             self.fail(f"{what}.bounds: min {low} is above max {high}", bounds_node.line)
         if not minimum <= delta.value <= maximum:
-            self.fail(f"unbounded compensation: delta {delta} is outside its bounds "
-                      f"{low} .. {high}", values["delta"].line)  # fmt: skip
+            self.fail(
+                f"unbounded compensation: delta {delta} is outside its bounds {low} .. {high}",
+                values["delta"].line,
+            )
         return Compensate(
             self.template(values["line"], f"{what}.line"),
             self.template(values["parameter"], f"{what}.parameter"),
@@ -877,8 +921,9 @@ class _Reader:
         first: dict[str, int] = {}
         for rule in rules:
             if rule.id in first:
-                self.fail(f"duplicate rule id {rule.id!r} (first at line {first[rule.id]})",
-                          rule.line)  # fmt: skip
+                self.fail(
+                    f"duplicate rule id {rule.id!r} (first at line {first[rule.id]})", rule.line
+                )
             first[rule.id] = rule.line
 
     def check_signals(self, rules: Sequence[Rule]) -> None:
@@ -889,17 +934,21 @@ class _Reader:
         listeners: dict[int, set[str]] = {}
         for index, name, line in self.pending.signal_uses:
             if name not in emitters:
-                self.fail(f"signal {name!r} is emitted by no rule"
-                          + _did_you_mean(name, emitters), line)  # fmt: skip
+                self.fail(
+                    f"signal {name!r} is emitted by no rule" + _did_you_mean(name, emitters), line
+                )
             listeners.setdefault(index, set()).add(name)
         cycle = _find_cycle(rules, emitters, listeners)
         if cycle:
-            path = " -> ".join(
-                f"rule {rules[i].id} emits {signal}" for i, signal in cycle
-            ) + f" -> rule {rules[cycle[0][0]].id}"
+            path = (
+                " -> ".join(f"rule {rules[i].id} emits {signal}" for i, signal in cycle)
+                + f" -> rule {rules[cycle[0][0]].id}"
+            )
             start, signal = cycle[0]
-            self.fail(f"rules form a cycle through their signals: {path}",
-                      self.pending.emit_lines.get((start, signal), rules[start].line))  # fmt: skip
+            self.fail(
+                f"rules form a cycle through their signals: {path}",
+                self.pending.emit_lines.get((start, signal), rules[start].line),
+            )
 
     def check_templates(self, rules: Sequence[Rule]) -> None:
         fields = _template_fields(rules)
@@ -908,8 +957,11 @@ class _Reader:
             for name in self.placeholders(text, what, line):
                 if name not in allowed:
                     available = ", ".join("{" + n + "}" for n in sorted(allowed))
-                    self.fail(f"{what}: {{{name}}} is not known in rule {rules[index].id} "
-                              f"(available: {available})", line)  # fmt: skip
+                    self.fail(
+                        f"{what}: {{{name}}} is not known in rule {rules[index].id} "
+                        f"(available: {available})",
+                        line,
+                    )
 
     def placeholders(self, text: str, what: str, line: int) -> list[str]:
         try:
@@ -921,8 +973,7 @@ class _Reader:
             if name is None:
                 continue
             if not name.isidentifier() or spec or conversion:
-                self.fail(f"{what}: {{{name}}} must be a plain field name such as {{device}}",
-                          line)  # fmt: skip
+                self.fail(f"{what}: {{{name}}} must be a plain field name such as {{device}}", line)
             names.append(name)
         return names
 
@@ -968,9 +1019,7 @@ def _find_cycle(
     return []
 
 
-def _cycle_from(
-    start: int, edges: Mapping[int, list[tuple[str, int]]]
-) -> list[tuple[int, str]]:
+def _cycle_from(start: int, edges: Mapping[int, list[tuple[str, int]]]) -> list[tuple[int, str]]:
     stack: list[tuple[int, list[tuple[int, str]]]] = [(start, [])]
     visited: set[int] = set()
     while stack:
@@ -1021,8 +1070,9 @@ class RuleBook:
         try:
             data = self.path.read_bytes()
         except OSError as exc:
-            return self._refuse(RuleError(f"cannot read the rule file: {exc}", None,
-                                          str(self.path)), None)  # fmt: skip
+            return self._refuse(
+                RuleError(f"cannot read the rule file: {exc}", None, str(self.path)), None
+            )
         digest = "0x" + hashlib.sha256(data).hexdigest()
         if digest == self.current.digest:
             self.last_error = None
@@ -1074,9 +1124,14 @@ class _RuleRuntime:
         self.dirty: set[str] = set()
 
     def evaluate(
-        self, leaf: _Leaf, leaf_scope: str, now_us: int, rule_hash: str, signer: str | None,
+        self,
+        leaf: _Leaf,
+        leaf_scope: str,
+        now_us: int,
+        rule_hash: str,
+        signer: str | None,
         may_fire: bool = True,
-    ) -> list[Firing]:  # fmt: skip
+    ) -> list[Firing]:
         if self.rule.single_leaf:
             scope = leaf_scope
             chosen: dict[str, str | None] = {
@@ -1215,8 +1270,9 @@ class RuleEngine:
             for runtime, leaf in self._by_signal.get(observation.name, ()):
                 # Time alone can end a signal's window: look before the new signal lands, so
                 # that a rule whose condition cleared meanwhile re-arms.
-                runtime.evaluate(leaf, observation.scope, now, self.rules.digest, self.signer,
-                                 may_fire=False)  # fmt: skip
+                runtime.evaluate(
+                    leaf, observation.scope, now, self.rules.digest, self.signer, may_fire=False
+                )
                 fired.extend(self._update(runtime, leaf, observation, 0, now))
             return fired
         listeners = self._lots if isinstance(observation, IncomingLot) else self._inspections
@@ -1273,8 +1329,13 @@ class RuleEngine:
         for line in self.red_lines.lines:
             for device in sorted(line.dirty):
                 armed = device not in line.disarmed
-                yield _row(line.rule.id, ARMED, line.scope(device), line.fingerprint,
-                           {"armed": armed, "device": device})  # fmt: skip
+                yield _row(
+                    line.rule.id,
+                    ARMED,
+                    line.scope(device),
+                    line.fingerprint,
+                    {"armed": armed, "device": device},
+                )
             line.dirty.clear()
 
     def load_state(self, connection: Connection) -> int:

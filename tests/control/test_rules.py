@@ -727,7 +727,7 @@ def _touch(path: Path) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
 
 
-# -- qnode rules check ------------------------------------------------------------------------------
+# -- qnode rules check -----------------------------------------------------------------------------
 
 runner = CliRunner()
 
