@@ -344,7 +344,7 @@ def test_line_stop_handshake_stops_the_line_and_restart_runs_it_again() -> None:
             # A second stop: a new request id, acknowledged again.
             again = await stop_line(client, stop_request_id("plc_stop:line-1:b"), "red line")
             assert again.stopped and plc.snapshot().stop_acks == 2
-            record = line_stop_record("line-1", "red line", "0x01", again)
+            record = line_stop_record("line-1", "red line", "0x01", again.request_id, again)
             assert record.kind == KIND_CHAIN_LINE_STOP
             assert record.payload["stopped_at_us"] == again.stopped_at_us
 
@@ -364,6 +364,7 @@ def test_stop_executor_follow_up_and_no_ack() -> None:
                 assert result["request_id"] == stop_request_id(pending.key)
                 (record,) = executor.follow_up(pending, ActionOutcome(result=result))
                 assert record.kind == KIND_CHAIN_LINE_STOP
+                assert record.key == f"chain_line_stop:line-1:{stop_request_id(pending.key)}"
                 assert record.payload == {
                     "line": "line-1",
                     "reason": "metal > 0.3 mm",

@@ -154,11 +154,17 @@ def stop_request_id(key: str) -> int:
 
 
 def line_stop_record(
-    line: str, reason: str, decision_hash: str, result: StopResult | None, detail: str = ""
+    line: str,
+    reason: str,
+    decision_hash: str,
+    request_id: int,
+    result: StopResult | None,
+    detail: str = "",
 ) -> ActionRequest:
-    """The ``chain_line_stop`` action recording a stop (``result`` None: the PLC did not
-    confirm it, ``detail`` says why; the decision is recorded all the same)."""
-    key = f"{KIND_CHAIN_LINE_STOP}:{line}:{decision_hash or reason}"
+    """The ``chain_line_stop`` action recording a stop, keyed by line and stop request id
+    (``result`` None: the PLC did not confirm it, ``detail`` says why; the decision is
+    recorded all the same)."""
+    key = f"{KIND_CHAIN_LINE_STOP}:{line}:{request_id}"
     payload: dict[str, Any] = {
         "line": line,
         "reason": reason,
@@ -244,10 +250,9 @@ class PlcStopExecutor:
 
     async def execute(self, action: PendingAction) -> Mapping[str, Any]:
         payload = action.payload
-        line = str(payload.get("line", ""))
-        _check_scope(self.plc, line, None)
+        _check_scope(self.plc, str(payload.get("line", "")), None)
         try:
-            request_id = _request_id(payload.get("request_id") or stop_request_id(action.key))
+            request_id = _stop_request_id(action)
         except (TypeError, ValueError) as exc:
             raise ActionError(f"malformed stop payload: {exc}", retryable=False) from exc
         result = await stop_line(self.plc, request_id, str(payload.get("reason", "")))
@@ -265,14 +270,23 @@ class PlcStopExecutor:
                 float(values["ack_ms"]),
                 str(values["reason"]),
             )
+        try:
+            request_id = _stop_request_id(action)
+        except (TypeError, ValueError):
+            return ()  # refused before anything was sent: no stop to record
         record = line_stop_record(
             str(payload.get("line", "")),
             str(payload.get("reason", "")),
             str(payload.get("decision_hash", "")),
+            request_id,
             result,
             detail=outcome.error or "",
         )
         return [record]
+
+
+def _stop_request_id(action: PendingAction) -> int:
+    return _request_id(action.payload.get("request_id") or stop_request_id(action.key))
 
 
 def _check_scope(plc: PlcClient, line: str, parameter: str | None) -> None:
