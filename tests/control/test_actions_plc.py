@@ -308,6 +308,8 @@ def test_a_secure_plc_with_a_user(tmp_path: Path) -> None:
                 with pytest.raises(ActionError, match="refused the connection") as caught:
                     await client.connect()
                 assert not caught.value.retryable
+                with pytest.raises(ActionError, match="refused the connection"):
+                    await client.connect()  # at once: no new attempt
             finally:
                 await client.close()
 

@@ -195,6 +195,8 @@ class PlcClient:
     async def _current(self) -> _Session:
         if self._closed:
             raise ActionError(f"PLC client for {self.endpoint} is closed", retryable=False)
+        if self._fatal is not None:
+            raise self._fatal
         if self._settled is None or self._wanted is None:
             self._settled, self._wanted = asyncio.Event(), asyncio.Event()
         if self._session is None:
