@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from fnmatch import fnmatchcase
+from functools import cached_property
 from typing import Any, ClassVar, Generic, TypeVar
 
 import orjson
@@ -133,6 +134,7 @@ class Threshold:
     def from_json(cls, data: Mapping[str, Any]) -> Threshold:
         return cls(Comparator(data["comparator"]), Amount.from_json(data))
 
+    @cached_property
     def ratio(self) -> float:
         """The limit as a plain fraction (0.8 P1 is 0.008)."""
         return self.limit.to("C62")
@@ -322,7 +324,7 @@ class CvSpec(LeafSpec):
         )
 
     def beyond(self, cv: float) -> bool:
-        return self.threshold.comparator.test(cv, self.threshold.ratio())
+        return self.threshold.comparator.test(cv, self.threshold.ratio)
 
     def replay(
         self, records: Sequence[StoredRecord], computed: Mapping[str, Any], fired_at_us: int
@@ -569,7 +571,7 @@ class DefectRateSpec(LeafSpec):
         holds = (
             change is not None
             and min(inspections, before) >= self.min_inspections
-            and self.threshold.comparator.test(change, self.threshold.ratio())
+            and self.threshold.comparator.test(change, self.threshold.ratio)
         )
         return holds, computed
 
@@ -1015,6 +1017,8 @@ class DefectRateState:
     """The latest month an inspection of this process was seen in."""
     months: dict[str, list[tuple[str, str, bool]]] = field(default_factory=dict)
     """That month and the one before: (record_id, content_hash, defect) per inspection."""
+    tallies: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per kept month: (inspections, defects), kept up to date with ``months``."""
 
 
 class DefectRateTracker(Tracker[DefectRateState]):
@@ -1036,28 +1040,25 @@ class DefectRateTracker(Tracker[DefectRateState]):
             state.month = month
             kept = (month, previous_month(month))
             state.months = {key: state.months.get(key, []) for key in kept}
+            state.tallies = {key: state.tallies.get(key, (0, 0)) for key in kept}
         if month not in state.months:
             return None  # older than the month before the latest: too late to count
         state.months[month].append((observation.record_id, observation.content_hash, defect))
+        count, defects = state.tallies[month]
+        state.tallies[month] = (count + 1, defects + defect)
         self.dirty.add(scope)
         self._set_holding(scope, self._holds_state(state))
         return scope
 
-    def _tallies(self, state: DefectRateState) -> dict[str, tuple[int, int]]:
-        return {
-            month: (len(entries), sum(defect for _, _, defect in entries))
-            for month, entries in state.months.items()
-        }
-
     def _holds_state(self, state: DefectRateState) -> bool:
         if state.month is None:
             return False
-        return self.spec.compare(state.month, self._tallies(state))[0]
+        return self.spec.compare(state.month, state.tallies)[0]
 
     def evidence(self, scope: str, now_us: int) -> Evidence:
         state = self.states[scope]
         assert state.month is not None
-        computed = self.spec.compare(state.month, self._tallies(state))[1]
+        computed = self.spec.compare(state.month, state.tallies)[1]
         inputs = tuple(
             (rid, digest)
             for month in (previous_month(state.month), state.month)
@@ -1073,7 +1074,11 @@ class DefectRateTracker(Tracker[DefectRateState]):
             str(month): [(str(rid), str(digest), bool(defect)) for rid, digest, defect in entries]
             for month, entries in data["months"].items()
         }
-        return DefectRateState(data["month"], months)
+        tallies = {
+            month: (len(entries), sum(defect for _, _, defect in entries))
+            for month, entries in months.items()
+        }
+        return DefectRateState(data["month"], months, tallies)
 
 
 @dataclass

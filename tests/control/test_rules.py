@@ -74,7 +74,7 @@ def test_the_example_file_holds_the_four_cases_of_the_brief() -> None:
     assert cv.condition.devices.patterns == ("coater-1/gauge-*",)
     assert (cv.condition.subgroup_size, cv.condition.consecutive) == (5, 3)
     assert cv.condition.threshold.comparator is Comparator.ABOVE
-    assert cv.condition.threshold.ratio() == pytest.approx(0.008)
+    assert cv.condition.threshold.ratio == pytest.approx(0.008)
     (compensate,) = cv.actions
     assert isinstance(compensate, Compensate)
     assert (compensate.delta.value, compensate.delta.unit) == (-0.05, "MMT")
@@ -93,7 +93,7 @@ def test_the_example_file_holds_the_four_cases_of_the_brief() -> None:
     cpk, defects = both.condition.conditions
     assert isinstance(cpk, CpkSpec) and isinstance(defects, DefectRateSpec)
     assert (cpk.window, cpk.threshold.limit.value, cpk.unit) == (50, 1.33, "MMT")
-    assert defects.threshold.ratio() == pytest.approx(0.15)
+    assert defects.threshold.ratio == pytest.approx(0.15)
     (task,) = both.actions
     assert isinstance(task, Task)
     assert (task.assignee, task.due_us) == ("process-engineer", 7 * 86400 * 10**6)
