@@ -1355,7 +1355,9 @@ class RuleEngine:
             runtime = self._runtimes.get(rule_id)
             if runtime is not None:
                 taken += _load_rule_row(runtime, path, data)
-            elif rule_id in red and data["fingerprint"] == red[rule_id].fingerprint:
+            elif (
+                rule_id in red and path == ARMED and data["fingerprint"] == red[rule_id].fingerprint
+            ):
                 if not data["armed"]:
                     red[rule_id].disarmed.add(data["device"])
                 taken += 1

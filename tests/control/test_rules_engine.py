@@ -615,3 +615,35 @@ def test_commit_firings_writes_decisions_actions_and_state_once(
 
     assert commit_firings(store, engine, firings) == []  # the same decisions again: nothing new
     assert store.count_records("decision") == 3 and len(ActionOutbox(store).actions()) == 2
+
+
+def test_a_chained_rule_fires_again_on_the_next_episode(engine: RuleEngine) -> None:
+    stream = Stream()
+    first = feed(engine, [stream.lot("acme", 10.1) for _ in range(5)])
+    assert fired_ids(first)[-1] == "supplier-corrective-task"
+    assert feed(engine, [stream.lot("acme", 10.0)]) == []
+    second = feed(engine, [stream.lot("acme", 10.1) for _ in range(5)])
+    assert fired_ids(second) == ["incoming-usl", "incoming-usl", "supplier-corrective-task"]
+    assert second[2].decision.decision_hash != first[2].decision.decision_hash
+
+
+def test_cv_per_device_keeps_one_count_per_gauge() -> None:
+    text = """
+rules:
+  - id: cv-each
+    when:
+      cv: {quantity: thickness, devices: "g-*", per_device: true, subgroup_size: 5,
+           above: 0.8 P1, consecutive: 2}
+    then: {emit: unstable}
+"""
+    engine = RuleEngine(parse_rules(text.encode()))
+    stream = Stream()
+    observations: list[Observation] = []
+    for value in HIGH * 2:
+        observations += stream.thickness([value], "g-1") + stream.thickness([value], "g-2")
+    firings = engine.observe(observations)
+    assert [f.scope for f in firings] == [
+        '{"device":"g-1","quantity":"thickness"}',
+        '{"device":"g-2","quantity":"thickness"}',
+    ]
+    assert firings[0].decision.action == {"kind": "emit", "signal": "unstable"}
