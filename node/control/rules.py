@@ -414,7 +414,6 @@ class _Pending:
     emit_lines: dict[tuple[int, str], int] = field(default_factory=dict)
     templates: list[tuple[int, str, str, int]] = field(default_factory=list)
     """(rule index, what, template, line)."""
-    holds: list[tuple[int, int, HoldSupplier]] = field(default_factory=list)
 
 
 class _Reader:
@@ -465,10 +464,10 @@ class _Reader:
         ((key, value),) = node.value.items()
         return key, value, node.keys[key]
 
-    def list_of(self, node: _Node, what: str) -> list[_Node]:
+    def list_of(self, node: _Node, what: str, may_be_empty: bool = False) -> list[_Node]:
         if isinstance(node.value, dict):
             return [node]  # one item may be written without the list
-        if not isinstance(node.value, list) or not node.value:
+        if not isinstance(node.value, list) or not (node.value or may_be_empty):
             self.fail(f"{what} must be a non-empty list, got {_describe(node.value)}", node.line)
         items: list[_Node] = node.value
         return items
@@ -635,12 +634,11 @@ class _Reader:
     def rule_set(self, root: _Node, digest: str) -> RuleSet:
         top = self.mapping(root, "the rule file", ("rules",), ("version", "quantities"))
         if "version" in top:
-            version = self.integer(top["version"], "version", FORMAT_VERSION, FORMAT_VERSION)
-            assert version == FORMAT_VERSION
+            self.integer(top["version"], "version", FORMAT_VERSION, FORMAT_VERSION)
         if "quantities" in top:
             self.read_quantities(top["quantities"])
         rules = []
-        for index, node in enumerate(self.list_of(top["rules"], "rules")):
+        for index, node in enumerate(self.list_of(top["rules"], "rules", may_be_empty=True)):
             self.rule_index = index
             rules.append(self.rule(node))
         self.check_ids(rules, top["rules"])
@@ -888,7 +886,6 @@ class _Reader:
             values = self.mapping(node, what, (), ("supplier", "part", "characteristic"))
             given = {key: self.template(value, f"{what}.{key}") for key, value in values.items()}
         hold = HoldSupplier(**given)
-        self.pending.holds.append((self.rule_index, line, hold))
         for key in ("supplier", "part", "characteristic"):
             if key not in given:
                 self.pending.templates.append(

@@ -757,3 +757,7 @@ def test_rules_check_prints_one_error_line_and_exits_13(tmp_path: Path) -> None:
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"qnode: error: {path}:{marked_line(text)}: unknown metric 'cpkk'")
     assert result.stdout == ""
+
+
+def test_an_empty_rule_list_is_a_rule_set_without_rules() -> None:
+    assert parse_rules(b"version: 1\nrules: []\n").rules == ()
