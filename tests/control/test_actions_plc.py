@@ -118,6 +118,23 @@ def test_compensation_is_applied_acknowledged_and_read_back() -> None:
     run(scenario)
 
 
+def test_concurrent_compensations_take_turns() -> None:
+    async def scenario() -> None:
+        async with CoatingLinePlc(FAST_PLC) as plc, PlcClient(plc.plc_settings()) as client:
+            executor = PlcCompensationExecutor(client)
+            first, second = await asyncio.gather(
+                executor.execute(compensation(81)), executor.execute(compensation(82))
+            )
+            assert sorted([first["setpoint"], second["setpoint"]]) == pytest.approx([1.05, 1.10])
+            assert plc.snapshot().blade_actual_mm == pytest.approx(1.10)
+            assert plc.snapshot().acks == 2
+            with pytest.raises(ActionError, match="bad stop request id") as caught:
+                await stop_line(client, 2**32, "too big")
+            assert not caught.value.retryable
+
+    run(scenario)
+
+
 def test_a_rerun_after_a_crash_does_not_write_again() -> None:
     async def scenario() -> None:
         async with CoatingLinePlc(FAST_PLC) as plc, PlcClient(plc.plc_settings()) as client:

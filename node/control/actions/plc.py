@@ -100,6 +100,11 @@ class ReadBackMismatch(ActionError):
 
 async def apply_compensation(plc: PlcClient, compensation: Compensation) -> CompensationResult:
     """The compensation handshake; idempotent per request id."""
+    async with plc.compensation_lock:
+        return await _apply_compensation(plc, compensation)
+
+
+async def _apply_compensation(plc: PlcClient, compensation: Compensation) -> CompensationResult:
     settings = plc.settings
     request_id = compensation.request_id
     ack_id, pending_id = await plc.read(PlcPoint.ACK_ID, PlcPoint.REQUEST_ID)
@@ -130,7 +135,15 @@ async def stop_line(plc: PlcClient, request_id: int, reason: str) -> StopResult:
     """Stop the line now: the fast path calls this directly, then records the stop on-chain
     (:func:`line_stop_record`). Idempotent per request id. Raises ActionError: retryable when
     the PLC does not acknowledge in time, permanent when it acknowledges a line still running."""
-    request_id = _request_id(request_id)
+    try:
+        request_id = _request_id(request_id)
+    except (TypeError, ValueError) as exc:
+        raise ActionError(f"bad stop request id: {exc}", retryable=False) from exc
+    async with plc.stop_lock:
+        return await _stop_line(plc, request_id, reason)
+
+
+async def _stop_line(plc: PlcClient, request_id: int, reason: str) -> StopResult:
     started = time.perf_counter()
     await plc.write(PlcPoint.STOP, True)
     await plc.write(PlcPoint.STOP_REQUEST_ID, request_id)

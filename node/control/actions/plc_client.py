@@ -116,6 +116,10 @@ class PlcClient:
         self._closed = False
         self.connections = 0
         """Sessions opened so far (1 + the number of reconnects)."""
+        self.compensation_lock = asyncio.Lock()
+        self.stop_lock = asyncio.Lock()
+        """One handshake of each kind at a time: two would overwrite each other's request id
+        (the kinds use different variables, so a stop never waits for a compensation)."""
 
     async def __aenter__(self) -> PlcClient:
         await self.connect()
