@@ -1085,14 +1085,18 @@ def eight_d_override(
 @app.command()
 def run(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Ingest from the configured OPC UA and MQTT sources, anchor batches, attest critical
-    records on-chain; until Ctrl-C."""
+    records on-chain, run the closed loop (rules, contract events, actions); until Ctrl-C."""
+    from node.control.service import ControlService
     from node.service import NodeService, configured_sources
 
     node = _open(config)
     sources = configured_sources(node)
     if not sources:
         out.print("no sources configured (oracles.opcua / oracles.mqtt): anchoring and attesting")
-    service = NodeService(node, sources, progress=out.print)
+    control = ControlService(node, progress=out.print)
+    if control.consumer is None:
+        out.print("no closed-loop contracts yet (qnode control deploy): rules and actions only")
+    service = NodeService(node, sources, progress=out.print, control=control)
     for source in sources:
         out.print(f"reading {type(source).__name__}")
     try:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
+from node.control.service import ControlService
 from node.errors import ChainError, ConfigError, KeystoreError
 from node.oracles.attestation import AttestationSigner
 from node.oracles.attestor import Attestor
@@ -22,11 +23,13 @@ from node.oracles.ingest_pool import IngestPool, WorkerSpec
 from node.oracles.metrics import IngestMetrics
 from node.oracles.mqtt_source import MqttSource
 from node.oracles.opcua_source import OpcUaSource
-from node.oracles.source import Source
+from node.oracles.source import Reading, Source
 from node.oracles.validation import Validator
 from node.runtime import Node
 
 Progress = Callable[[str], None]
+Ingest = Callable[[AsyncIterable[Reading]], Coroutine[Any, Any, None]]
+"""Ingests one stream of readings until it ends."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,12 @@ class NodeService:
         sources: Sequence[Source],
         options: ServiceOptions = ServiceOptions(),
         progress: Progress = lambda _line: None,
+        control: ControlService | None = None,
     ) -> None:
+        """``control``: the closed loop (rules, contract events, actions), if the node runs it."""
         self.node = node
         self.sources = list(sources)
+        self.control = control
         self.options = options
         self.progress = progress
         self.metrics = IngestMetrics()
@@ -70,19 +76,33 @@ class NodeService:
             await self._run(ingest)
 
     @contextlib.asynccontextmanager
-    async def _ingestion(self) -> AsyncIterator[Callable[[Source], Coroutine[Any, Any, None]]]:
+    async def _ingestion(
+        self,
+    ) -> AsyncIterator[Ingest]:
         """How a source is ingested: in this process, or by the configured worker processes."""
         settings = self.node.settings
         workers = settings.oracles.ingest_workers
+        control = self.control
+        if control is not None:
+            self.node.store().add_listener(control.on_stored)
         if workers == 1:
             yield Ingestor(self.node.store(), Validator(settings.oracles), self.metrics).run
             return
         spec = WorkerSpec.from_settings(settings)
-        async with IngestPool(spec, workers, self.metrics) as pool:
+        if control is not None:
+            spec = replace(spec, forward_quantities=control.watched_quantities())
+        on_stored = control.on_stored if control is not None else None
+        async with IngestPool(spec, workers, self.metrics, on_stored=on_stored) as pool:
             yield pool.run
 
-    async def _run(self, ingest: Callable[[Source], Coroutine[Any, Any, None]]) -> None:
-        tasks = [asyncio.create_task(ingest(source)) for source in self.sources]
+    async def _run(self, ingest: Ingest) -> None:
+        control = self.control
+        streams: list[AsyncIterable[Reading]] = [
+            source if control is None else control.guarded(source) for source in self.sources
+        ]
+        tasks = [asyncio.create_task(ingest(stream)) for stream in streams]
+        if control is not None:
+            tasks.append(asyncio.create_task(control.run()))
         tasks.append(asyncio.create_task(self._chain_loop()))
         tasks.append(asyncio.create_task(self._status_loop()))
         try:

@@ -32,6 +32,7 @@ from node.chain.supplier_quality import SupplierQuality
 from node.control.lines import Lines, parameter_id, to_fixed
 from node.control.outbox import ActionOutcome, ActionRequest, PendingAction
 from node.errors import ActionError, ChainError, ContractRevertError
+from node.oracles.units import UnitError, coefficients
 
 KINDS = (
     "line_compensation",
@@ -112,7 +113,8 @@ class ChainActions:
     def _line_compensation(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         line = self.lines.named(payload["line"])
         parameter = line.parameter(payload["parameter"])
-        delta = to_fixed(float(payload["delta"]), parameter.decimals)
+        amount = _in_unit(float(payload["delta"]), payload.get("unit"), parameter.unit)
+        delta = to_fixed(round(amount, parameter.decimals), parameter.decimals)
         decision_hash = payload["decision_hash"]
         control = self.line_control()
         earlier = self._requested(control, decision_hash, int(payload.get("since_block", 0)))
@@ -155,6 +157,9 @@ class ChainActions:
 
     def _chain_line_stop(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         line = self.lines.named(payload["line"])
+        if payload.get("confirmed") is False:
+            # The chain records stops that happened; the decision record keeps this one.
+            return {"recorded": False, "why": f"the PLC did not confirm: {payload.get('detail')}"}
         control = self.line_control()
         if control.is_stopped(line.id):
             return {"already": "stopped"}
@@ -198,3 +203,15 @@ class ChainActions:
             "case_id": outcome.case_id,
             "tx_hash": outcome.receipt.tx_hash,
         }
+
+
+def _in_unit(amount: float, unit: str | None, target: str) -> float:
+    """A difference (a delta) from ``unit`` into ``target``: scaled, never shifted (a delta of
+    1 CEL is 1 KEL)."""
+    if unit is None or unit == target:
+        return amount
+    try:
+        p, _, r = coefficients(unit, target)
+    except UnitError as exc:
+        raise ActionError(f"delta in {unit}: {exc}", retryable=False) from exc
+    return amount * p / r

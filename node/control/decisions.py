@@ -43,7 +43,7 @@ ACTION_KINDS = {
     "compensate": "line_compensation",
     "hold_supplier": "supplier_hold",
     "task": "improvement_task",
-    "stop_line": "line_stop",
+    "stop_line": "plc_stop",
 }
 """Rule action kind -> the ActionRequest kind its executor handles (``emit`` has none)."""
 

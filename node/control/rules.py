@@ -1237,6 +1237,12 @@ class RuleEngine:
                 elif isinstance(spec, SignalSpec):
                     self._by_signal.setdefault(spec.name, []).append((runtime, leaf))
 
+    def quantities(self) -> frozenset[str]:
+        """The quantities the rules in force read (of measurements): the rest need not reach
+        the engine."""
+        red = {line.spec.devices.quantity for line in self.red_lines.lines}
+        return frozenset(self._by_quantity) | frozenset(red)
+
     def follow(self, book: RuleBook) -> bool:
         """Reload ``book`` if its file changed and put the new rules in force."""
         if book.reload_if_changed():

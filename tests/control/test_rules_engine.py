@@ -414,7 +414,7 @@ def test_a_red_line_decision_and_its_stop(engine: RuleEngine) -> None:
         "unit": "FAH", "limit": pytest.approx(-0.4),
     }  # fmt: skip
     (request,) = firing.action_requests()
-    assert (request.kind, request.key) == ("line_stop", f"line_stop:{decision.decision_hash}")
+    assert (request.kind, request.key) == ("plc_stop", f"plc_stop:{decision.decision_hash}")
     assert request.payload == {
         "line": "cold-chain", "reason": "cold chain at cold-store-f at or above -18 °C",
         "decision_hash": decision.decision_hash,
