@@ -85,14 +85,18 @@ class NodeService:
         control = self.control
         if control is not None:
             self.node.store().add_listener(control.on_stored)
+        linger_s = settings.oracles.ingest_linger_ms / 1000
         if workers == 1:
-            yield Ingestor(self.node.store(), Validator(settings.oracles), self.metrics).run
+            validator = Validator(settings.oracles)
+            yield Ingestor(self.node.store(), validator, self.metrics, max_delay_s=linger_s).run
             return
         spec = WorkerSpec.from_settings(settings)
         if control is not None:
             spec = replace(spec, forward_quantities=control.watched_quantities())
         on_stored = control.on_stored if control is not None else None
-        async with IngestPool(spec, workers, self.metrics, on_stored=on_stored) as pool:
+        async with IngestPool(
+            spec, workers, self.metrics, max_delay_s=linger_s, on_stored=on_stored
+        ) as pool:
             yield pool.run
 
     async def _run(self, ingest: Ingest) -> None:

@@ -194,6 +194,10 @@ class OracleSettings(_Section):
     validation: ValidationSettings = ValidationSettings()
     mqtt: MqttSettings | None = None
     opcua: OpcUaSettings | None = None
+    ingest_linger_ms: float = Field(default=5.0, ge=0, le=1000)
+    """How long a batch waits for more readings after its first (0: it takes what has queued
+    up and goes). Under load batches fill up while the previous one is stored; this only bounds
+    the wait of a reading that arrives alone, which every rule firing downstream waits too."""
     ingest_workers: int = Field(default=1, ge=1, le=64)
     """Processes that validate and store readings: 1 stores in the node's own process; more
     spread the devices over that many worker processes (one per core beyond the first)."""

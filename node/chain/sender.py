@@ -89,6 +89,9 @@ class SenderOptions:
     confirmations: int = 0
     drop_check_after: float = 5.0
     poll_interval: float = 0.05
+    max_poll_interval: float = 0.1
+    """Receipt polls back off from ``poll_interval`` to this: on a chain with 1 s blocks a
+    receipt is noticed within 0.1 s of its block (the closed loop's latency depends on it)."""
 
 
 class NonceManager:
@@ -285,7 +288,7 @@ class TransactionSender:
                 current = self._recover_if_dropped(current)
                 last_seen = now
             time.sleep(delay)
-            delay = min(max(delay * 2, self.options.poll_interval), 0.5)
+            delay = min(max(delay * 2, self.options.poll_interval), self.options.max_poll_interval)
 
     def wait_all(self, sent: Sequence[SentTx], timeout: float | None = None) -> list[Receipt]:
         return [self.wait(item, timeout) for item in sent]

@@ -293,18 +293,46 @@ class ActionRunner:
             loop.call_soon_threadsafe(event.set)
 
     async def run(self) -> None:
+        """Until cancelled. Each action runs as a task of its own, so that a slow one (a
+        transaction waiting for its block) never holds back the others; at most
+        ``concurrency`` at once. A StoreError of an action stops the runner."""
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
+        self._wake = wake = asyncio.Event()
         recovered = await asyncio.to_thread(self.outbox.recover)
         if recovered:
             log.info("%d action(s) interrupted by a restart will run again", recovered)
-        while True:
-            self._wake.clear()
-            ran = await self.run_once()
-            if ran:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+        running: set[asyncio.Task[None]] = set()
+        failures: list[BaseException] = []
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                failures.append(task.exception())  # type: ignore[arg-type]
+            wake.set()
+
+        try:
+            while True:
+                if failures:
+                    raise failures[0]
+                wake.clear()
+                free = self.concurrency - len(running)
+                due = (
+                    await asyncio.to_thread(self.outbox.claim_due, list(self.executors), free)
+                    if free > 0
+                    else []
+                )
+                for action in due:
+                    task = asyncio.create_task(self._execute(action))
+                    running.add(task)
+                    task.add_done_callback(finished)
+                if due:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.poll_s)
+        finally:
+            for task in list(running):
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def run_once(self) -> int:
         """Execute the actions due now; how many ran."""

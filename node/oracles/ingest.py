@@ -92,8 +92,8 @@ class Ingestor:
         """``max_batch`` readings or ``max_delay_s`` after the first one, whichever comes first,
         make a batch in :meth:`run`. A failing store is retried ``retries`` times, waiting
         ``retry_backoff_s``, doubling (at most 5 s), before the error is raised."""
-        if max_batch < 1 or max_delay_s <= 0:
-            raise ConfigError("an ingest batch needs max_batch >= 1 and max_delay_s > 0")
+        if max_batch < 1 or max_delay_s < 0:
+            raise ConfigError("an ingest batch needs max_batch >= 1 and max_delay_s >= 0")
         missing = set(MEASUREMENT_FIELDS) - store.classification.of(MEASUREMENT).fields.keys()
         if missing:
             raise ConfigError(
