@@ -52,6 +52,8 @@ from tests.mqtt_broker import MosquittoBroker
 TARGET_MESSAGES = 10_000
 TARGET_POINTS = 230_000
 RECEIVE_MAXIMUM = 20_000
+LINGER_S = OracleSettings().ingest_linger_ms / 1000
+"""The node's default: a batch waits this long for more readings after its first."""
 IDLE_LIMIT_S = 5.0
 """Draining fails when nothing arrived for this long."""
 TOPIC_PREFIX = "bench/devices"
@@ -243,10 +245,11 @@ def node_drain(
         if workers == 1:
             store = spec.open_store()
             try:
-                return await drain(Ingestor(store, Validator(spec.oracles), metrics).run)
+                ingestor = Ingestor(store, Validator(spec.oracles), metrics, max_delay_s=LINGER_S)
+                return await drain(ingestor.run)
             finally:
                 store.close()
-        async with IngestPool(spec, workers, metrics) as pool:
+        async with IngestPool(spec, workers, metrics, max_delay_s=LINGER_S) as pool:
             return await drain(pool.run)
 
     seconds = asyncio.run(run())

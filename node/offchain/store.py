@@ -37,8 +37,6 @@ from node.offchain.records import (
 )
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-_WRITTEN = "qnode_written_records"
-"""Where a transaction collects the records it wrote, for the listeners (connection.info)."""
 ENTROPY_PER_RECORD = 56
 RECORDS = Base.metadata.tables[RecordRow.__tablename__]
 PRIVATE = Base.metadata.tables[PrivateFieldsRow.__tablename__]
@@ -87,6 +85,9 @@ class Store:
         self.classification = classification
         self.blobs = blobs
         self._listeners: list[RecordListener] = []
+        self._written: dict[int, list[StoredRecord]] = {}
+        """The records each open transaction wrote (by connection), for the listeners; kept here
+        rather than on the connection, which a lost database invalidates."""
 
     @classmethod
     def open(cls, url: str, classification: Classification, blobs: BlobStore) -> Store:
@@ -117,11 +118,11 @@ class Store:
         written: list[StoredRecord] = []
         try:
             with self.engine.begin() as connection:
-                connection.info[_WRITTEN] = written
+                self._written[id(connection)] = written
                 try:
                     yield connection
                 finally:
-                    connection.info.pop(_WRITTEN, None)
+                    self._written.pop(id(connection), None)
         except IntegrityError as exc:
             raise StoreError(f"the store refused the write: {_first_line(exc.orig)}") from exc
         except (OperationalError, DBAPIError) as exc:
@@ -151,7 +152,7 @@ class Store:
         chunk = self._prepare_chunk(inputs, now_us(), set())
         chunk.write(connection)
         if self._listeners:
-            written = connection.info.get(_WRITTEN)
+            written = self._written.get(id(connection))
             if written is not None:
                 written.extend(chunk.records)
         return chunk.records
