@@ -26,6 +26,7 @@ from node.oracles.opcua_source import OpcUaSource
 from node.oracles.source import Reading, Source
 from node.oracles.validation import Validator
 from node.runtime import Node
+from node.supervision import run_together
 
 Progress = Callable[[str], None]
 Ingest = Callable[[AsyncIterable[Reading]], Coroutine[Any, Any, None]]
@@ -104,21 +105,12 @@ class NodeService:
         streams: list[AsyncIterable[Reading]] = [
             source if control is None else control.guarded(source) for source in self.sources
         ]
-        tasks = [asyncio.create_task(ingest(stream)) for stream in streams]
+        loops = [ingest(stream) for stream in streams]
         if control is not None:
-            tasks.append(asyncio.create_task(control.run()))
-        tasks.append(asyncio.create_task(self._chain_loop()))
-        tasks.append(asyncio.create_task(self._status_loop()))
+            loops.append(control.run())
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
+            await run_together([*loops, self._chain_loop(), self._status_loop()])
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
             for source in self.sources:
                 await source.close()
 

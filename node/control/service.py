@@ -17,7 +17,6 @@ Two paths lead from a reading to the line:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -42,6 +41,7 @@ from node.offchain.store import now_us
 from node.oracles.source import Reading, Source
 from node.oracles.validation import Accepted, Validator
 from node.runtime import Node
+from node.supervision import run_together
 
 log = logging.getLogger(__name__)
 
@@ -213,24 +213,13 @@ class ControlService:
         self._loop = asyncio.get_running_loop()
         self._stored = asyncio.Queue()
         await asyncio.to_thread(self._load_state)
-        tasks = [
-            asyncio.create_task(self.runner.run()),
-            asyncio.create_task(self._rules_loop()),
-            asyncio.create_task(self._housekeeping_loop()),
-        ]
+        loops = [self.runner.run(), self._rules_loop(), self._housekeeping_loop()]
         if self.consumer is not None:
             poll = self.node.settings.control.event_poll_s
-            tasks.append(asyncio.create_task(self.consumer.run(poll, self.runner.wake)))
+            loops.append(self.consumer.run(poll, self.runner.wake))
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
+            await run_together(loops)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
             await asyncio.to_thread(self._save_state)
             await self.actions.aclose()
 

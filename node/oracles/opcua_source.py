@@ -25,18 +25,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.common.node import Node
 from asyncua.common.subscription import DataChangeNotif
-from asyncua.crypto import security_policies
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
-from cryptography import x509
 
 from node.errors import RecordError, SourceError
 from node.oracles.messages import encode_message
+from node.oracles.opcua_security import configure_security, without_credentials
 from node.oracles.source import Reading, SourceStatus
 from node.settings import OpcUaNode, OpcUaSettings
 
@@ -46,12 +44,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _MONITORED_QUEUE_SIZE = 100
 """Values the server keeps per node between two publishes, so fast sampling loses nothing."""
-
-_POLICIES: Mapping[str, type[security_policies.SecurityPolicy]] = {
-    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
-    "Aes128Sha256RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
-    "Aes256Sha256RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
-}
 
 _CONFIGURATION_STATUSES = ("BadSecurity", "BadCertificate", "BadIdentityToken", "BadNodeId")
 """Status-name prefixes that retrying cannot fix: the configuration (or the server's) must."""
@@ -81,7 +73,7 @@ class OpcUaSource:
             raise SourceError("no OPC UA nodes configured (oracles.opcua.nodes is empty)")
         self._settings = settings
         self._base_dir = base_dir
-        self._endpoint = _without_credentials(settings.url)
+        self._endpoint = without_credentials(settings.url)
         self._configured = {node.node_id: _parse_node_id(node.node_id) for node in settings.nodes}
         self._queue: asyncio.Queue[Reading | SourceError | None] = asyncio.Queue()
         self._runner: asyncio.Task[None] | None = None
@@ -224,45 +216,9 @@ class OpcUaSource:
             )
 
     async def _configure_security(self, client: Client) -> None:
-        settings = self._settings
-        if settings.security_policy == "None" and settings.security_mode == "None":
-            return
-        if settings.security_policy == "None" or settings.security_mode == "None":
-            raise SourceError(
-                "oracles.opcua: security_policy and security_mode must both be None or both set "
-                f"(got {settings.security_policy} / {settings.security_mode})"
-            )
-        if settings.certificate is None or settings.private_key is None:
-            raise SourceError(
-                f"oracles.opcua: security policy {settings.security_policy} needs `certificate` "
-                "and `private_key`"
-            )
-        certificate, private_key = (
-            self._path(settings.certificate),
-            self._path(settings.private_key),
+        await configure_security(
+            client, self._settings, "oracles.opcua", SourceError, self._base_dir
         )
-        server_certificate = (
-            None if settings.server_certificate is None else self._path(settings.server_certificate)
-        )
-        for path in (certificate, private_key, server_certificate):
-            if path is not None and not path.is_file():
-                raise SourceError(f"oracles.opcua: {path} not found")
-        client.application_uri = _application_uri(certificate)
-        try:
-            await client.set_security(
-                _POLICIES[settings.security_policy],
-                str(certificate),
-                str(private_key),
-                server_certificate=None if server_certificate is None else str(server_certificate),
-                mode=getattr(ua.MessageSecurityMode, settings.security_mode),
-            )
-        except ValueError as exc:
-            raise SourceError(f"oracles.opcua: cannot load certificate or key: {exc}") from exc
-
-    def _path(self, value: Path) -> Path:
-        if self._base_dir is not None and not value.is_absolute():
-            return self._base_dir / value
-        return value
 
     async def _resolve_node_ids(self, client: Client) -> dict[str, ua.NodeId]:
         """Configured strings -> NodeIds of this server (``nsu=`` namespace URIs looked up)."""
@@ -413,30 +369,6 @@ def _parse_node_id(text: str) -> ua.NodeId:
         raise SourceError(
             f"oracles.opcua.nodes: malformed NodeId {text!r} (use e.g. ns=2;s=Gauge1.Thickness)"
         ) from exc
-
-
-def _application_uri(certificate: Path) -> str:
-    """The URI in the certificate's subjectAltName: the client must present itself as it."""
-    content = certificate.read_bytes()
-    try:
-        cert = (
-            x509.load_pem_x509_certificate(content)
-            if content.lstrip().startswith(b"-----BEGIN")
-            else x509.load_der_x509_certificate(content)
-        )
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (ValueError, x509.ExtensionNotFound) as exc:
-        raise SourceError(f"oracles.opcua: {certificate} is not a usable certificate") from exc
-    uris = names.get_values_for_type(x509.UniformResourceIdentifier)
-    if not uris:
-        raise SourceError(f"oracles.opcua: {certificate} has no URI in its subjectAltName")
-    return uris[0]
-
-
-def _without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _describe(exc: BaseException) -> str:

@@ -21,16 +21,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.common.node import Node
-from asyncua.crypto import security_policies
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
-from cryptography import x509
 
 from node.errors import ActionError
+from node.oracles.opcua_security import configure_security, without_credentials
 from node.settings import PlcSettings
 
 log = logging.getLogger(__name__)
@@ -61,11 +59,6 @@ VARIANT_TYPES: Mapping[PlcPoint, ua.VariantType] = {
 }
 UINT32_MAX = 2**32 - 1
 
-_POLICIES: Mapping[str, type[security_policies.SecurityPolicy]] = {
-    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
-    "Aes128Sha256RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
-    "Aes256Sha256RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
-}
 _CONFIGURATION_STATUSES = (
     "BadSecurity",
     "BadCertificate",
@@ -104,7 +97,7 @@ class PlcClient:
 
     def __init__(self, settings: PlcSettings, *, base_dir: Path | None = None) -> None:
         self.settings = settings
-        self.endpoint = _without_credentials(settings.url)
+        self.endpoint = without_credentials(settings.url)
         self._base_dir = base_dir
         self._node_ids = {point: _parse_node_id(settings, point) for point in PlcPoint}
         self._session: _Session | None = None
@@ -310,49 +303,10 @@ class PlcClient:
         return ua.NodeId(node_id.Identifier, ua.Int16(index), node_id.NodeIdType)
 
     async def _configure_security(self, client: Client) -> None:
-        settings = self.settings
-        if settings.security_policy == "None" and settings.security_mode == "None":
-            return
-        if settings.security_policy == "None" or settings.security_mode == "None":
-            raise ActionError(
-                "control.plc: security_policy and security_mode must both be None or both set "
-                f"(got {settings.security_policy} / {settings.security_mode})",
-                retryable=False,
-            )
-        if settings.certificate is None or settings.private_key is None:
-            raise ActionError(
-                f"control.plc: security policy {settings.security_policy} needs `certificate` "
-                "and `private_key`",
-                retryable=False,
-            )
-        certificate, private_key = (
-            self._path(settings.certificate),
-            self._path(settings.private_key),
-        )
-        server_certificate = (
-            None if settings.server_certificate is None else self._path(settings.server_certificate)
-        )
-        for path in (certificate, private_key, server_certificate):
-            if path is not None and not path.is_file():
-                raise ActionError(f"control.plc: {path} not found", retryable=False)
-        client.application_uri = _application_uri(certificate)
-        try:
-            await client.set_security(
-                _POLICIES[settings.security_policy],
-                str(certificate),
-                str(private_key),
-                server_certificate=None if server_certificate is None else str(server_certificate),
-                mode=getattr(ua.MessageSecurityMode, settings.security_mode),
-            )
-        except ValueError as exc:
-            raise ActionError(
-                f"control.plc: cannot load certificate or key: {exc}", retryable=False
-            ) from exc
+        def permanent(message: str) -> ActionError:
+            return ActionError(message, retryable=False)
 
-    def _path(self, value: Path) -> Path:
-        if self._base_dir is not None and not value.is_absolute():
-            return self._base_dir / value
-        return value
+        await configure_security(client, self.settings, "control.plc", permanent, self._base_dir)
 
     def _configuration_error(self, exc: Exception) -> ActionError | None:
         """The permanent error a connection attempt ended with, or None when a retry may do."""
@@ -392,34 +346,6 @@ def _parse_node_id(settings: PlcSettings, point: PlcPoint) -> ua.NodeId:
             "(use e.g. nsu=urn:qnode:coating-line;s=BladePressure.Setpoint)",
             retryable=False,
         ) from exc
-
-
-def _application_uri(certificate: Path) -> str:
-    """The URI in the certificate's subjectAltName: the client must present itself as it."""
-    content = certificate.read_bytes()
-    try:
-        cert = (
-            x509.load_pem_x509_certificate(content)
-            if content.lstrip().startswith(b"-----BEGIN")
-            else x509.load_der_x509_certificate(content)
-        )
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (ValueError, x509.ExtensionNotFound) as exc:
-        raise ActionError(
-            f"control.plc: {certificate} is not a usable certificate", retryable=False
-        ) from exc
-    uris = names.get_values_for_type(x509.UniformResourceIdentifier)
-    if not uris:
-        raise ActionError(
-            f"control.plc: {certificate} has no URI in its subjectAltName", retryable=False
-        )
-    return uris[0]
-
-
-def _without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _describe(exc: BaseException) -> str:
