@@ -845,6 +845,48 @@ def attest_verify(
     )
 
 
+# -- label: QR codes and NFC tags of serialised items -----------------------------------------
+
+
+@app.command()
+def label(
+    gtin: Annotated[str, typer.Option(help="The product's GTIN (8, 12, 13 or 14 digits).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="The directory to write labels to.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    lot: Annotated[str | None, typer.Option(help="The lot or batch (AI 10).")] = None,
+    serial: Annotated[
+        list[str] | None, typer.Option(help="A serial (AI 21); repeat for several.")
+    ] = None,
+    count: Annotated[
+        int, typer.Option(min=0, help="Mint N new random serials (80 bits, not enumerable).")
+    ] = 0,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="The resolver's URL, e.g. https://id.example.com (default: endpoint)."),
+    ] = None,
+) -> None:
+    """Per serial: its GS1 Digital Link URI, a QR code (SVG, PNG) and an NFC NDEF URI record."""
+    from node.labels import (
+        MANIFEST_FILE,
+        make_labels,
+        read_manifest,
+        serials_in,
+        write_labels,
+    )
+    from node.oracles.digital_link import normalise_gtin
+
+    gtin14 = normalise_gtin(gtin)  # a bad check digit fails here, before anything is written
+    if base_url is None:
+        base_url = load_settings(config).member.endpoint
+    taken = serials_in(read_manifest(out_dir), gtin14)
+    labels = make_labels(gtin14, lot, serial or [], count, base_url, taken)
+    written = write_labels(labels, out_dir)
+    for files in written:
+        minted = " (minted)" if files.label.minted else ""
+        out.print(f"{files.label.uri}{minted}")
+    out.print(f"wrote {len(written)} label(s) to {out_dir} (index: {out_dir / MANIFEST_FILE})")
+
+
 # -- epcis: export and import -----------------------------------------------------------------
 
 
