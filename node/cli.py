@@ -1150,6 +1150,49 @@ def run(config: ConfigOption = DEFAULT_CONFIG) -> None:
 
 
 @app.command()
+def serve(
+    config: ConfigOption = DEFAULT_CONFIG,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: api.host, 127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: api.port, 8600].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="uvicorn worker processes [default: api.workers].")
+    ] = None,
+) -> None:
+    """Serve the verifier API: the GS1 Digital Link resolver, passports and proof bundles."""
+    import uvicorn
+
+    from node.api import create_app
+    from node.api.worker import CONFIG_ENV
+
+    settings = load_settings(config)
+    password = _password()
+    read_keystore(settings.keystore_path, password)  # a wrong password fails here, not per worker
+    bind_host = host or settings.api.host
+    bind_port = port or settings.api.port
+    processes = workers or settings.api.workers
+    out.print(
+        f"serving {settings.member.name} on http://{bind_host}:{bind_port} ({processes} worker(s))"
+    )
+    if processes > 1:
+        os.environ[CONFIG_ENV] = str(config.resolve())
+        os.environ[PASSWORD_ENV] = password
+        uvicorn.run(
+            "node.api.worker:app",
+            factory=True,
+            host=bind_host,
+            port=bind_port,
+            workers=processes,
+            log_level="warning",
+            access_log=False,
+        )
+        return
+    application = create_app(settings, lambda: Node.open(settings, password))
+    uvicorn.run(application, host=bind_host, port=bind_port, log_level="warning", access_log=False)
+
+
+@app.command()
 def demo(
     port: Annotated[int, typer.Option(help="Port of the local chain.")] = 8545,
     directory: Annotated[

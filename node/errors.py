@@ -168,3 +168,40 @@ class ActionError(ControlError):
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class ApiRequestError(QnodeError):
+    """A request to the node's API cannot be served as asked (the API maps each to a status)."""
+
+    exit_code = 14
+
+
+class NotFoundError(ApiRequestError):
+    """Nothing is known under the identifier asked for (a product, lot, serial or record)."""
+
+
+class CredentialsError(ApiRequestError):
+    """Credentials are missing where required, malformed, or match no configured token."""
+
+
+class TierError(ApiRequestError):
+    """Valid credentials of a tier that does not grant what was asked for."""
+
+
+class NotAcceptableError(ApiRequestError):
+    """None of the media types the client accepts can be produced."""
+
+
+class RateLimitError(ApiRequestError):
+    """A client sent more requests (or more misses) than its budget; ``retry_after_s`` says when
+    the next one is allowed."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PeerError(QnodeError):
+    """Another member's node could not be reached, or what it served does not verify."""
+
+    exit_code = 15

@@ -6,6 +6,7 @@ Relative paths in the file are taken relative to the file's directory.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -365,6 +366,92 @@ class ControlSettings(_Section):
     """Blocks an event must be buried under before it is acted on; default chain.confirmations."""
 
 
+ApiTier = Literal["legitimate_interest", "authority"]
+
+
+class ApiTokenSettings(_Section):
+    """One bearer token of the passport API: only its SHA-256 is configured, never the token."""
+
+    name: str = Field(min_length=1, max_length=100)
+    """Who holds it (a repairer, a recycler, a market-surveillance authority), for the logs."""
+    tier: ApiTier
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """``sha256(token)`` in lower-case hex (``qnode serve`` never sees the token itself)."""
+
+
+class ApiRateLimitSettings(_Section):
+    """Per-client token buckets (a client is its IP address)."""
+
+    requests_per_s: float = Field(default=20.0, gt=0)
+    burst: int = Field(default=60, ge=1)
+    misses_per_min: float = Field(default=10.0, gt=0)
+    """Lookups that found nothing (an unknown serial, lot, GTIN or record), per minute."""
+    miss_burst: int = Field(default=20, ge=1)
+    max_clients: int = Field(default=100_000, ge=100)
+    """Buckets kept at most; the least recently seen are dropped first."""
+
+
+class ApiProductSettings(_Section):
+    """General product information of one GTIN (what the passport says about the product class)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    category: str = ""
+    model: str = ""
+    description: str = ""
+    attributes: dict[str, str | float | int] = Field(default_factory=dict)
+    """Further public facts: chemistry, nominal capacity, mass, warranty, ..."""
+
+
+class ApiSettings(_Section):
+    """``qnode serve``: the verifier API (GS1 Digital Link resolver, passports, proof bundles)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8600, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    resolver_domain: str = Field(default="https://id.qnode.example", pattern=r"^https?://\S+$")
+    """The domain this member's Digital Link URIs are written on (labels point at it)."""
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    """Where this API is reached from outside; none: links are relative to the request."""
+    tokens: tuple[ApiTokenSettings, ...] = ()
+    rate_limit: ApiRateLimitSettings = ApiRateLimitSettings()
+    trust_forwarded_for: bool = False
+    """Take the client's address from X-Forwarded-For (only behind a trusted reverse proxy)."""
+    serial_pattern: str = r"[0-9A-HJKMNP-TV-Z]{16,20}"
+    """Serials the resolver serves: by default 16-20 Crockford base-32 characters, i.e. at least
+    80 random bits (see node/api/serials.py). Items with other serials are never served."""
+    company_prefixes: tuple[str, ...] = ()
+    """This member's GS1 company prefixes; empty: every GTIN not claimed in ``partners``."""
+    partners: dict[str, str] = Field(default_factory=dict)
+    """GS1 company prefix -> the consortium member (address) that owns those GTINs; their
+    upstream parts are fetched from that member's node and verified against the chain."""
+    peer_timeout_s: float = Field(default=3.0, gt=0)
+    passport_ttl_s: float = Field(default=300.0, gt=0)
+    """A built passport (with its chain checks) is reused this long unless its data changed."""
+    refresh_interval_s: float = Field(default=0.5, ge=0)
+    """How often the store is asked for new records, anchors and attestations."""
+    products: dict[str, ApiProductSettings] = Field(default_factory=dict)
+    """GTIN (14 digits) -> general product information."""
+
+    @field_validator("partners")
+    @classmethod
+    def _partner_addresses(cls, value: dict[str, str]) -> dict[str, str]:
+        for prefix, address in value.items():
+            if not prefix.isdigit() or not 4 <= len(prefix) <= 12:
+                raise ValueError(f"company prefix {prefix!r} must be 4 to 12 digits")
+            if not re.fullmatch(ADDRESS_PATTERN, address):
+                raise ValueError(f"partner {prefix}: {address!r} is not an address")
+        return value
+
+    @field_validator("serial_pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
+        return value
+
+
 class Settings(BaseSettings):
     """Everything a node needs to know, resolved against ``base_dir``."""
 
@@ -383,6 +470,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     oracles: OracleSettings = OracleSettings()
     control: ControlSettings = ControlSettings()
+    api: ApiSettings = ApiSettings()
     record_types: dict[str, dict[str, str]] = Field(
         default_factory=lambda: dict(DEFAULT_RECORD_TYPES)
     )
