@@ -862,22 +862,28 @@ def label(
     ] = 0,
     base_url: Annotated[
         str | None,
-        typer.Option(help="The resolver's URL, e.g. https://id.example.com (default: endpoint)."),
+        typer.Option(help="The resolver's URL (default: api.resolver_domain of the config)."),
     ] = None,
 ) -> None:
-    """Per serial: its GS1 Digital Link URI, a QR code (SVG, PNG) and an NFC NDEF URI record."""
+    """Per serial: its GS1 Digital Link URI, a QR code (SVG, PNG) and an NFC NDEF URI record.
+
+    Serials given with --serial must fit api.serial_pattern (the resolver serves no other)."""
     from node.labels import (
         MANIFEST_FILE,
+        check_serials,
         make_labels,
         read_manifest,
         serials_in,
         write_labels,
     )
     from node.oracles.digital_link import normalise_gtin
+    from node.settings import ApiSettings
 
     gtin14 = normalise_gtin(gtin)  # a bad check digit fails here, before anything is written
-    if base_url is None:
-        base_url = load_settings(config).member.endpoint
+    settings = load_settings(config) if base_url is None or config.exists() else None
+    api = settings.api if settings is not None else ApiSettings()
+    base_url = base_url or api.resolver_domain
+    check_serials(serial or [], api.serial_pattern)
     taken = serials_in(read_manifest(out_dir), gtin14)
     labels = make_labels(gtin14, lot, serial or [], count, base_url, taken)
     written = write_labels(labels, out_dir)

@@ -20,6 +20,7 @@ percent-encoding in a URI, and the alphabet leaves out the letters read as digit
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
@@ -44,6 +45,7 @@ __all__ = [
     "Label",
     "LabelFiles",
     "check_base_url",
+    "check_serials",
     "file_stem",
     "make_label",
     "make_labels",
@@ -156,6 +158,18 @@ def mint_serials(count: int, taken: Collection[str] = ()) -> list[str]:
             seen.add(serial)
             minted.append(serial)
     return minted
+
+
+def check_serials(serials: Iterable[str], pattern: str) -> None:
+    """ConfigError naming the serials that do not fit ``pattern`` (the resolver's
+    ``api.serial_pattern``: a label with another serial would lead nowhere)."""
+    matcher = re.compile(pattern)
+    bad = [serial for serial in serials if not matcher.fullmatch(serial)]
+    if bad:
+        raise ConfigError(
+            f"serial(s) {', '.join(bad)} do not fit api.serial_pattern {pattern}: the resolver "
+            "would never serve them (mint serials with --count)"
+        )
 
 
 def check_base_url(base_url: str) -> str:

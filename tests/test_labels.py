@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from node.labels import (
     SERIAL_ALPHABET,
     SERIAL_BITS,
     SERIAL_LENGTH,
+    check_serials,
     make_label,
     make_labels,
     mint_serials,
@@ -23,6 +25,7 @@ from node.labels import (
     write_labels,
 )
 from node.oracles import digital_link as dl
+from node.settings import ApiSettings
 from tests.test_cli import assert_one_line_error, qnode
 
 GTIN = "09506000134352"
@@ -181,6 +184,14 @@ def test_minted_serials_are_80_random_bits_in_gs1_characters_and_unique() -> Non
     assert len({s[:4] for s in serials}) > 1500
 
 
+def test_minted_serials_fit_the_resolvers_serial_pattern() -> None:
+    pattern = re.compile(ApiSettings().serial_pattern)
+    assert all(pattern.fullmatch(serial) for serial in mint_serials(200))
+    check_serials(mint_serials(3), ApiSettings().serial_pattern)
+    with pytest.raises(ConfigError, match="S-1, 12345 do not fit"):
+        check_serials(["S-1", "12345", "0123456789ABCDEF"], ApiSettings().serial_pattern)
+
+
 def test_minted_serials_avoid_those_taken() -> None:
     taken = set(mint_serials(50))
     assert not set(mint_serials(50, taken)) & taken
@@ -238,16 +249,19 @@ def test_labels_are_written_as_svg_png_ndef_and_hex_with_a_manifest(tmp_path: Pa
 # -- the command -------------------------------------------------------------------------------
 
 
+SERIAL = "0123456789ABCDEF"  # fits the resolver's serial pattern
+
+
 def test_the_label_command_writes_each_serial(tmp_path: Path) -> None:
     out = tmp_path / "labels"
     result = qnode(
-        "label", "--gtin", GTIN, "--lot", "L1", "--serial", "S1", "--count", "2",
+        "label", "--gtin", GTIN, "--lot", "L1", "--serial", SERIAL, "--count", "2",
         "--out", str(out), "--base-url", BASE,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "labels.json").read_text())
     serials = [e["serial"] for e in manifest["labels"]]
-    assert serials[0] == "S1" and len(set(serials)) == 3
+    assert serials[0] == SERIAL and len(set(serials)) == 3
     for entry in manifest["labels"]:
         assert entry["uri"] in result.stdout
         assert (out / entry["files"]["png"]).read_bytes().startswith(PNG_SIGNATURE)
@@ -255,16 +269,26 @@ def test_the_label_command_writes_each_serial(tmp_path: Path) -> None:
         assert uri_of((out / entry["files"]["ndef"]).read_bytes()) == entry["uri"]
 
 
-def test_the_label_command_defaults_to_the_members_endpoint(tmp_path: Path) -> None:
+def test_the_label_command_defaults_to_the_resolver_domain(tmp_path: Path) -> None:
     config = tmp_path / "qnode.toml"
     config.write_text(
-        '[member]\nname = "Aster"\nrole = "manufacturer"\nendpoint = "https://id.aster.example"\n'
+        '[member]\nname = "Aster"\nrole = "manufacturer"\n'
+        '[api]\nresolver_domain = "https://id.aster.example"\n'
     )
     result = qnode(
-        "label", "-c", str(config), "--gtin", GTIN, "--serial", "S1", "--out", str(tmp_path)
+        "label", "-c", str(config), "--gtin", GTIN, "--serial", SERIAL, "--out", str(tmp_path)
     )
     assert result.returncode == 0, result.stderr
-    assert f"https://id.aster.example/01/{GTIN}/21/S1" in result.stdout
+    assert f"https://id.aster.example/01/{GTIN}/21/{SERIAL}" in result.stdout
+
+
+def test_a_serial_the_resolver_would_not_serve_is_refused(tmp_path: Path) -> None:
+    result = qnode(
+        "label", "--gtin", GTIN, "--serial", "S1", "--out", str(tmp_path / "x"),
+        "--base-url", BASE,
+    )  # fmt: skip
+    assert_one_line_error(result, 2, "S1 do not fit api.serial_pattern")
+    assert not (tmp_path / "x").exists()
 
 
 def test_a_bad_gtin_check_digit_is_a_one_line_error(tmp_path: Path) -> None:
