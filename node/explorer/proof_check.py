@@ -175,10 +175,15 @@ def check_bundle(text: str | bytes, context: ProofContext | None = None) -> Proo
     except _Stop:
         return ProofVerdict("unknown", tuple(checks.items), False)
     kind = _kind(bundle)
-    if kind == "attestation":
-        return _check_attestation(bundle, checks, context)
-    if kind == "merkle":
-        return _check_merkle(bundle, checks, context)
+    try:
+        if kind == "attestation":
+            return _check_attestation(bundle, checks, context)
+        if kind == "merkle":
+            return _check_merkle(bundle, checks, context)
+    except Exception as exc:  # a library's own error on hostile input: still a verdict
+        detail = f"the bundle cannot be checked: {type(exc).__name__}: {str(exc)[:200]}"
+        checks.failed("internal", "rejected", detail)
+        return ProofVerdict(kind, tuple(checks.items), False)
     known = f"{proofs.BUNDLE_FORMAT} or {att.BUNDLE_FORMAT}"
     checks.failed(
         "format", "not_a_bundle", f"format {str(bundle.get('format'))[:80]!r} is not {known}"
@@ -431,6 +436,8 @@ def _merkle_on_chain(
     except ChainUnavailableError as exc:
         checks.add("chain", SKIP, f"the chain is unavailable: {exc}")
         return False
+    except QnodeError as exc:  # the chain refused a call the bundle made it do
+        raise checks.stop("chain call", "rejected", str(exc)[:300]) from None
     return True
 
 
@@ -546,7 +553,7 @@ def _attestation_digest(bundle: Mapping[str, Any], checks: _Checks) -> bytes:
     typed = {k: bundle[k] for k in ("domain", "types", "primaryType", "message")}
     try:
         digest = att.reference_digest(typed)
-    except (QnodeError, TypeError, ValueError, KeyError, OverflowError) as exc:
+    except Exception as exc:  # eth_account and eth_abi raise errors of their own on bad values
         raise checks.stop("digest", "bad_field", f"the typed data does not encode: {exc}") from None
     digest_hex = "0x" + digest.hex()
     claimed = bundle.get("digest")
@@ -644,6 +651,8 @@ def _attestation_on_chain(
     except ChainUnavailableError as exc:
         checks.add("chain", SKIP, f"the chain is unavailable: {exc}")
         return False
+    except QnodeError as exc:  # the chain refused a call the bundle made it do
+        raise checks.stop("chain call", "rejected", str(exc)[:300]) from None
     return True
 
 

@@ -337,6 +337,12 @@ def test_malformed_attestation_bundles(world: World) -> None:
         for junk in JUNK:
             verdict = check(world, replaced(good, field, value=junk))
             assert isinstance(verdict.summary, str)
+    out_of_range: list[object] = ["0x" + "00" * 33, "-5", "1e5", 2**256, -(2**255) - 1]
+    for section in ("message", "domain"):
+        for field in list(good[section]):
+            for junk in JUNK + out_of_range:
+                verdict = check(world, replaced(good, section, field, value=junk))
+                assert not verdict.valid, (section, field, junk)
 
 
 def test_an_attestation_signed_by_a_key_of_no_member(world: World) -> None:
