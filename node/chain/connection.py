@@ -8,6 +8,7 @@ middleware). The chainId is checked when connecting.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,13 @@ from web3.providers.eth_tester.defaults import API_ENDPOINTS, static_return
 from node.errors import ChainError, ChainUnavailableError, RpcError, WrongChainError
 from node.keys import HARDHAT_DEV_ACCOUNT_COUNT, HARDHAT_DEV_MNEMONIC
 from node.settings import EMBEDDED_RPC, ChainSettings
+
+# py_ecc (imported with py-evm) raises the recursion limit to 100,000 for every thread of the
+# process; at that depth a deeply nested JSON document (e.g. an API body of 200 KB of "[")
+# overflows the C stack and kills the process instead of raising RecursionError. py-evm itself
+# needs 12,288 (1,024 EVM call frames).
+SAFE_RECURSION_LIMIT = 12_288
+sys.setrecursionlimit(SAFE_RECURSION_LIMIT)
 
 HARDHAT_HD_PATH = "m/44'/60'/0'/0"
 POA_EXTRA_DATA_BYTES = 32

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -170,3 +172,16 @@ def test_embedded_chain_serves_several_threads_at_once() -> None:
         thread.join()
     assert errors == []
     assert connection.head_block() == 60
+
+
+def test_deeply_nested_json_is_an_error_not_a_crash() -> None:
+    """py_ecc raises the recursion limit so high that json.loads of 200 KB of "[" segfaulted."""
+    program = (
+        "import json, node.chain.connection\n"
+        "try:\n    json.loads('[' * 200_000)\n"
+        "except RecursionError:\n    print('refused')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "refused"), result.stderr
