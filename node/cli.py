@@ -1159,11 +1159,11 @@ def run(config: ConfigOption = DEFAULT_CONFIG) -> None:
 def serve(
     config: ConfigOption = DEFAULT_CONFIG,
     host: Annotated[
-        str | None, typer.Option(help="Address to listen on [default: api.host, 127.0.0.1].")
+        str | None, typer.Option(help="Address to listen on \\[default: api.host, 127.0.0.1].")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: api.port, 8600].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port \\[default: api.port, 8600].")] = None,
     workers: Annotated[
-        int | None, typer.Option(help="uvicorn worker processes [default: api.workers].")
+        int | None, typer.Option(help="uvicorn worker processes \\[default: api.workers].")
     ] = None,
 ) -> None:
     """Serve the verifier API: the GS1 Digital Link resolver, passports and proof bundles."""
