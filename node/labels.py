@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from urllib.parse import quote, urlsplit
 
 import segno
 
+from node.api.serials import ALPHABET, BITS_PER_CHARACTER, DEFAULT_LENGTH, new_serial
 from node.errors import ConfigError, IdentifierError
 from node.oracles.digital_link import DigitalLink, parse, product
 
@@ -58,11 +58,12 @@ __all__ = [
     "write_labels",
 ]
 
-SERIAL_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-"""Crockford's base 32: GS1 character set 82 and RFC 3986 unreserved, no I, L, O or U."""
-SERIAL_LENGTH = 16
-SERIAL_BITS = 80
-"""log2(32) * 16: the entropy of a minted serial."""
+SERIAL_ALPHABET = ALPHABET
+"""Crockford's base 32 (node/api/serials.py, the resolver's scheme): GS1 character set 82 and
+RFC 3986 unreserved, no I, L, O or U."""
+SERIAL_LENGTH = DEFAULT_LENGTH
+SERIAL_BITS = DEFAULT_LENGTH * BITS_PER_CHARACTER
+"""The entropy of a minted serial: 80 bits."""
 QR_ERROR = "M"
 QR_BORDER = 4
 """Quiet zone, in modules (ISO/IEC 18004: 4 for QR codes)."""
@@ -153,7 +154,7 @@ def mint_serials(count: int, taken: Collection[str] = ()) -> list[str]:
     minted: list[str] = []
     seen = set(taken)
     while len(minted) < count:
-        serial = "".join(secrets.choice(SERIAL_ALPHABET) for _ in range(SERIAL_LENGTH))
+        serial = new_serial(SERIAL_LENGTH)
         if serial not in seen:  # 80 bits: a repeat is practically impossible, but never reused
             seen.add(serial)
             minted.append(serial)
