@@ -431,6 +431,14 @@ class ApiSettings(_Section):
     """How often the store is asked for new records, anchors and attestations."""
     products: dict[str, ApiProductSettings] = Field(default_factory=dict)
     """GTIN (14 digits) -> general product information."""
+    portal_token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """The supplier portal's credential (``/portal``), as ``sha256(token)`` in lower-case hex
+    (like ``[[api.tokens]]``); none: this node serves no portal."""
+    session_ttl_s: float = Field(default=8 * 3600.0, gt=0, le=7 * 86400.0)
+    """How long an explorer or portal login (its cookie) lasts."""
+    max_upload_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    """The largest form the pages accept: a bundle pasted or uploaded into the proof checker,
+    a discipline's report in the portal."""
 
     @field_validator("partners")
     @classmethod

@@ -33,8 +33,9 @@ from node.api.negotiation import (
     Representation,
     negotiate,
 )
+from node.api.pages import install_pages
 from node.api.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers, problem_responses
-from node.api.rendering import PageContext, PageRenderer, minimal_page
+from node.api.rendering import PageContext, PageRenderer
 from node.api.service import ApiService, NodeFactory, UpstreamFactory
 from node.errors import IdentifierError, NotFoundError
 from node.oracles.digital_link import GTIN, parse
@@ -104,12 +105,13 @@ def create_app(
 ) -> FastAPI:
     """The API of the node ``node_factory`` opens (on first use), configured by ``settings``.
 
-    ``page_renderer`` turns a passport into the HTML page browsers get (default:
-    :func:`node.api.rendering.minimal_page`); ``upstream_factory`` gives the source of other
-    members' parts (default: their nodes over HTTP, see :mod:`node.api.peers`).
+    ``page_renderer`` turns a passport into the HTML page browsers get (default: the consumer
+    page, :class:`node.api.pages_consumer.ConsumerPage`); ``upstream_factory`` gives the source
+    of other members' parts (default: their nodes over HTTP, see :mod:`node.api.peers`). The
+    explorer (``/explorer``) and the supplier portal (``/portal``) are mounted too
+    (:mod:`node.api.pages`).
     """
     service = ApiService(settings, node_factory, upstream_factory)
-    render = page_renderer or minimal_page
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -132,6 +134,8 @@ def create_app(
     )
     app.state.qnode = service
     install_problem_handlers(app)
+    consumer_page = install_pages(app, service)
+    render = page_renderer or consumer_page
 
     async def resolve(
         request: Request,
