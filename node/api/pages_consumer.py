@@ -53,6 +53,14 @@ KIND_TEXT = {
     "process_step": "process step",
 }
 _LIST_LIMIT = 12
+_PRODUCT: dict[str, Any] = {
+    "name": None,
+    "category": "",
+    "model": "",
+    "description": "",
+    "attributes": {},
+}
+_SUMMARY: dict[str, int] = {"values": 0, "verified": 0, "pending": 0, "failed": 0, "unavailable": 0}
 
 
 @dataclass(frozen=True)
@@ -121,9 +129,10 @@ class ConsumerPage:
             aspects.get("inspections", ()), key=lambda v: str(v.get("observedAt") or ""),
             reverse=True,
         )  # fmt: skip
-        product = passport.get("product") or {}
+        product = {**_PRODUCT, **(passport.get("product") or {})}
         tier = str(passport.get("tier") or context.tier)
-        summary = passport.get("summary") or {}
+        summary = {**_SUMMARY, **(passport.get("summary") or {})}
+        issuer = {"name": "", "role": "", **issuer}
         context_values = {
             "area": "consumer",
             "session": None,

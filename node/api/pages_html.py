@@ -316,6 +316,8 @@ async def read_form(request: Request, limit: int, max_files: int = 1) -> FormDat
     it is read) and with 415/400 when it is not a well-formed form."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type not in _FORM_TYPES:
+        if not content_type and request.headers.get("content-length", "0") == "0":
+            return FormData()  # an empty POST: an empty form
         raise PageError(415, "Not a form", "send the form as a browser does (a form encoding)")
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
