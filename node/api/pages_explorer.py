@@ -69,7 +69,12 @@ def explorer_router(
 ) -> APIRouter:
     settings = service.settings
     keeper = SessionKeeper(
-        "explorer", "/explorer", service.tokens, Tier.AUTHORITY, settings.api.session_ttl_s
+        "explorer",
+        "/explorer",
+        service.tokens,
+        Tier.AUTHORITY,
+        settings.api.session_ttl_s,
+        https=(settings.api.public_base_url or "").startswith("https://"),
     )
     router = APIRouter(
         prefix="/explorer", route_class=page_route(html, "explorer"), include_in_schema=False

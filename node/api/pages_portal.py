@@ -236,7 +236,8 @@ def portal_router(
 
         return router
 
-    keeper = SessionKeeper.portal(digest, settings.api.session_ttl_s)
+    https = (settings.api.public_base_url or "").startswith("https://")
+    keeper = SessionKeeper.portal(digest, settings.api.session_ttl_s, https)
     sign_in_routes(
         router,
         keeper,

@@ -4,7 +4,8 @@ forms.
 
 A browser cannot send a bearer header when it follows a link, so the login form takes the token
 and the answer sets a cookie (``HttpOnly``, ``SameSite=Strict``, ``Path`` the area's prefix,
-``Secure`` over https, ``Max-Age`` ``api.session_ttl_s``) holding::
+``Secure`` over https or when ``api.public_base_url`` is https, ``Max-Age``
+``api.session_ttl_s``) holding::
 
     v1.<issued at, unix s>.<nonce: 128 random bits>.<base64url(token)>.<mac>
 
@@ -69,8 +70,11 @@ class SessionKeeper:
         tier: Tier,
         ttl_s: float,
         clock: Callable[[], float] = time.time,
+        https: bool = False,
     ) -> None:
         self.area = area
+        self.https = https
+        """Always mark the cookie Secure (the node is reached over https behind a proxy)."""
         self.prefix = prefix
         self.cookie = f"qnode_{area}"
         self.tokens = tokens
@@ -79,9 +83,9 @@ class SessionKeeper:
         self.clock = clock
 
     @classmethod
-    def portal(cls, sha256: str, ttl_s: float) -> SessionKeeper:
+    def portal(cls, sha256: str, ttl_s: float, https: bool = False) -> SessionKeeper:
         entry = ApiTokenSettings(name="supplier portal", tier="authority", sha256=sha256)
-        return cls("portal", "/portal", TokenTable([entry]), Tier.AUTHORITY, ttl_s)
+        return cls("portal", "/portal", TokenTable([entry]), Tier.AUTHORITY, ttl_s, https=https)
 
     # -- the token -----------------------------------------------------------------------------
 
@@ -154,14 +158,18 @@ class SessionKeeper:
             value,
             max_age=self.ttl_s,
             path=self.prefix,
-            secure=_https(request),
+            secure=self.https or _https(request),
             httponly=True,
             samesite="strict",
         )
 
     def clear_cookie(self, request: Request, response: Response) -> None:
         response.delete_cookie(
-            self.cookie, path=self.prefix, secure=_https(request), httponly=True, samesite="strict"
+            self.cookie,
+            path=self.prefix,
+            secure=self.https or _https(request),
+            httponly=True,
+            samesite="strict",
         )
 
     # -- CSRF ------------------------------------------------------------------------------------

@@ -83,6 +83,17 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_returns_to_the_page(
     assert anonymous.get("/explorer/members").headers["cache-control"] == "no-store"
 
 
+def test_behind_an_https_proxy_the_cookie_is_secure(pages: PagesWorld) -> None:
+    app = pages.aster_app(public_base_url="https://explorer.aster.example")
+    with TestClient(app, follow_redirects=False) as client:
+        response = client.post(
+            "/explorer/login",
+            data={"token": AUDITOR_TOKEN},
+            headers={"Origin": "https://explorer.aster.example"},
+        )
+        assert response.status_code == 303 and "Secure" in response.headers["set-cookie"]
+
+
 def test_wrong_tokens_and_other_sites_are_refused(anonymous: TestClient) -> None:
     wrong = html_page(anonymous.post("/explorer/login", data={"token": "guess"}), 401)
     assert "not recognised" in wrong and "set-cookie" not in anonymous.cookies
