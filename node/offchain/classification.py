@@ -199,6 +199,17 @@ DEFAULT_RECORD_TYPES: dict[str, dict[str, str]] = {
         "action": "anchored",
         "signer": "anchored",
     },
+    # A contingency plan, one record per review (its observation time is the review); the
+    # resilience dashboard's freshness counts from the latest review of each plan_id.
+    "contingency_plan": {
+        "plan_id": "anchored",
+        "title": "anchored",
+        "scope": "anchored",
+        "version": "anchored",
+        "review_interval_days": "anchored",
+        "document_blob": "anchored",
+        "reviewer_id": "private",
+    },
     # Items packed into (or unpacked from) a logistic unit (EPCIS AggregationEvent).
     "packing": {
         "parent": "anchored",
