@@ -3,7 +3,9 @@
 - the consumer page (:class:`~node.api.pages_consumer.ConsumerPage`), the default HTML of the
   resolver's passports;
 - the auditor's explorer under ``/explorer`` (:mod:`node.api.pages_explorer`);
-- the supplier portal under ``/portal`` (:mod:`node.api.pages_portal`).
+- the supplier portal under ``/portal`` (:mod:`node.api.pages_portal`);
+- the resilience dashboard, ``/explorer/resilience`` and its JSON ``/api/v1/resilience``
+  (:mod:`node.api.pages_resilience`; the JSON route is in the OpenAPI document).
 
 They are server-rendered HTML that works without JavaScript (the pages hold none: their
 Content-Security-Policy forbids it); they are not part of the OpenAPI document, which describes
@@ -18,6 +20,7 @@ from node.api.pages_consumer import ConsumerPage
 from node.api.pages_explorer import explorer_router
 from node.api.pages_html import Html
 from node.api.pages_portal import portal_router
+from node.api.pages_resilience import resilience_routers
 from node.api.rendering import PageRenderer
 from node.api.service import ApiService
 
@@ -36,6 +39,8 @@ def install_pages(app: FastAPI, service: ApiService) -> PageRenderer:
 
     app.include_router(explorer_router(service, html, service.limiter, client))
     app.include_router(portal_router(service, html, service.limiter, client))
+    for router in resilience_routers(service, html):
+        app.include_router(router)
     return ConsumerPage(
         html,
         blobs=lambda: service.state().store.blobs.get,

@@ -339,7 +339,7 @@ def dashboard_charts(report: ResilienceReport) -> dict[str, Any]:
     risk = bar_chart(
         "High-risk suppliers"
         + (f": {share * 100:.0f} % of {len(report.suppliers)}" if share is not None else ""),
-        ["high-risk", "other"],
+        ["high-risk", "other"] if report.suppliers else [],
         [Series("suppliers", (float(high), float(len(report.suppliers) - high)), PALETTE[6])],
         "suppliers",
         "chart-risk",
