@@ -343,6 +343,7 @@ def dashboard_charts(report: ResilienceReport) -> dict[str, Any]:
         [Series("suppliers", (float(high), float(len(report.suppliers) - high)), PALETTE[6])],
         "suppliers",
         "chart-risk",
+        whole=True,
     )
     rated = list(report.suppliers)
     risk_ppm = bar_chart(

@@ -31,25 +31,31 @@ class Series:
 
 
 def number(value: float | None, digits: int = 3) -> str:
-    """A number for a chart label: whole numbers plainly, others to ``digits`` significant."""
+    """A number for people: thousands separated and whole from 1,000 up, else to ``digits``
+    significant digits (no exponent notation above 1e-4)."""
     if value is None or not math.isfinite(value):
         return "n/a"
-    if value == int(value) and abs(value) < 1e12:
-        return f"{int(value):,}"
-    return f"{value:,.{digits}g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if value == int(value):
+        return str(int(value))
+    text = f"{value:.{digits}g}"
+    return f"{value:.6f}".rstrip("0") if "e" in text and abs(value) >= 1e-4 else text
 
 
 def _short(text: str, keep: int = LABEL_CHARS) -> str:
     return text if len(text) <= keep else text[: keep - 1] + "…"
 
 
-def _ticks(high: float, count: int = 5) -> list[float]:
-    """Ticks from 0 at a 1-2-2.5-5 step covering ``high``."""
+def _ticks(high: float, count: int = 5, whole: bool = False) -> list[float]:
+    """Ticks from 0 at a 1-2-2.5-5 step covering ``high`` (``whole``: steps of at least 1)."""
     if not math.isfinite(high) or high <= 0:
         high = 1.0
     raw = high / max(count - 1, 1)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    if whole:
+        step = max(1.0, float(math.ceil(step)))
     ticks = [0.0]
     while ticks[-1] < high - 1e-12:
         ticks.append(round(ticks[-1] + step, 10))
@@ -100,10 +106,11 @@ def bar_chart(
     *,
     reference: float | None = None,
     reference_label: str = "",
+    whole: bool = False,
 ) -> str:
     """Grouped vertical bars: one group per category, one bar per series; a dashed line at
-    ``reference`` (a threshold) when given."""
-    left, right, top, bottom = 56, 14, 34, 58
+    ``reference`` (a threshold) when given; ``whole``: counts (whole-number ticks)."""
+    left, right, top, bottom = 56, 14, 34, 26
     per_group = max(44, 20 * len(series) + 18)
     plot_w = max(280, per_group * len(categories))
     plot_h = 170
@@ -124,7 +131,7 @@ def bar_chart(
         parts.append("</svg>")
         return "".join(parts)
     high = max(values + ([reference] if reference is not None else []))
-    ticks = _ticks(high)
+    ticks = _ticks(high, whole=whole)
     top_value = ticks[-1] or 1.0
 
     def py(value: float) -> float:
@@ -234,7 +241,7 @@ def line_chart(
     parts.append(f'<g class="x-axis" fill="{MUTED}" text-anchor="middle">')
     every = max(1, math.ceil(len(x_labels) / 8))
     for i, label in enumerate(x_labels):
-        if i % every == 0 or i == len(x_labels) - 1:
+        if (len(x_labels) - 1 - i) % every == 0:  # the latest month always labelled
             parts.append(f'<text x="{px(i):.1f}" y="{top + plot_h + 15}">{escape(label)}</text>')
     parts.append("</g>")
     parts.append(

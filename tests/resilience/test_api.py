@@ -21,7 +21,7 @@ from node.chain.connection import embedded_chain
 from node.keys import hardhat_dev_key
 from node.provisioning import MemberSpec, init_member
 from node.resilience import resilience_report
-from node.resilience.charts import Series, bar_chart, line_chart, radar_chart
+from node.resilience.charts import Series, bar_chart, line_chart, number, radar_chart
 from node.runtime import Node
 from node.settings import LOCAL_CHAIN_ID, Settings, settings_from_values
 from tests.resilience.world import ResilienceWorld
@@ -205,3 +205,14 @@ def test_charts_escape_what_they_draw_and_stay_well_formed() -> None:
         assert "<script" not in svg
     assert '<script>alert("x")</script>' in "".join(ET.fromstring(drawn[0]).itertext())
     assert all("no data" in svg for svg in drawn[3:])
+
+
+def test_chart_numbers_are_for_people() -> None:
+    assert [number(v) for v in (555_555.6, 1.0, 0.94, 12.345, 0.00022, None)] == [
+        "555,556",
+        "1",
+        "0.94",
+        "12.3",
+        "0.00022",
+        "n/a",
+    ]
