@@ -37,6 +37,7 @@ from node.api.pages import install_pages
 from node.api.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers, problem_responses
 from node.api.rendering import PageContext, PageRenderer
 from node.api.service import ApiService, NodeFactory, UpstreamFactory
+from node.api.trace_routes import install_trace_routes
 from node.errors import IdentifierError, NotFoundError
 from node.oracles.digital_link import GTIN, parse
 from node.settings import Settings
@@ -135,6 +136,7 @@ def create_app(
     app.state.qnode = service
     install_problem_handlers(app)
     consumer_page = install_pages(app, service)
+    install_trace_routes(app, service)
     render = page_renderer or consumer_page
 
     async def resolve(
