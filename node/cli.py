@@ -1572,3 +1572,33 @@ def _summary(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return "-" if value is None else str(value)
+
+
+# -- resilience: the dashboard's metrics ------------------------------------------------------
+
+
+@app.command("resilience")
+def resilience_command(
+    config: ConfigOption = DEFAULT_CONFIG,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The report as JSON (as the API serves it).")
+    ] = False,
+    definitions: Annotated[
+        bool, typer.Option("--definitions", help="Print each metric's definition above it.")
+    ] = False,
+) -> None:
+    """The resilience metrics from this member's store and the chain: recovery cycles per line and
+    supplier, high-risk suppliers, task handling time, contingency-plan freshness, the supplier
+    capability radar and the PPM trend (thresholds: resilience.toml beside the config)."""
+    from node.resilience import resilience_report
+    from node.resilience.console import print_report
+
+    node = _open(config)
+    try:
+        report = resilience_report(node)
+    finally:
+        node.close()
+    if as_json:
+        sys.stdout.write(json.dumps(report.as_json(), indent=2) + "\n")
+        return
+    print_report(report, out, definitions)

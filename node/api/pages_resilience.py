@@ -33,7 +33,16 @@ from node.api.problems import problem_responses
 from node.api.service import ApiService
 from node.errors import CredentialsError, TierError
 from node.resilience import DEFINITIONS, ResilienceReport, policy_for, resilience_report
-from node.resilience.charts import PALETTE, Series, bar_chart, line_chart, number, radar_chart
+from node.resilience.charts import (
+    PALETTE,
+    Series,
+    bar_chart,
+    duration_text,
+    line_chart,
+    number,
+    percent_text,
+    radar_chart,
+)
 
 __all__ = ["ResilienceModel", "dashboard_charts", "resilience_routers"]
 
@@ -416,20 +425,3 @@ def _raw_text(raw: float | None, unit: str) -> str:
     if unit == "share":
         return percent_text(raw)
     return f"{number(raw)} {unit}"
-
-
-def duration_text(seconds: float | None) -> str:
-    """A recovery cycle or an age for people: s, min, h or days."""
-    if seconds is None:
-        return "\u2013"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 172_800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86_400:.1f} days"
-
-
-def percent_text(share: float | None) -> str:
-    return "\u2013" if share is None else f"{share * 100:.0f} %"

@@ -15,7 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
-__all__ = ["PALETTE", "Series", "bar_chart", "line_chart", "number", "radar_chart"]
+__all__ = [
+    "PALETTE",
+    "Series",
+    "bar_chart",
+    "duration_text",
+    "line_chart",
+    "number",
+    "percent_text",
+    "radar_chart",
+]
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 PALETTE = ("#1a56db", "#b45309", "#15803d", "#be185d", "#6d28d9", "#0e7490", "#dc2626", "#4b5563")
@@ -41,6 +50,23 @@ def number(value: float | None, digits: int = 3) -> str:
         return str(int(value))
     text = f"{value:.{digits}g}"
     return f"{value:.6f}".rstrip("0") if "e" in text and abs(value) >= 1e-4 else text
+
+
+def duration_text(seconds: float | None) -> str:
+    """A recovery cycle or an age for people: s, min, h or days."""
+    if seconds is None:
+        return "\u2013"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} days"
+
+
+def percent_text(share: float | None) -> str:
+    return "\u2013" if share is None else f"{share * 100:.0f} %"
 
 
 def _short(text: str, keep: int = LABEL_CHARS) -> str:
