@@ -15,6 +15,7 @@ source with its status, so nothing missing passes for zero.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
@@ -29,6 +30,7 @@ from node.control.actions.tasks import TaskBoard
 from node.control.decisions import DECISION, Decision
 from node.control.lines import Lines
 from node.control.observations import INCOMING_LOT, MEASUREMENT, IncomingLot, Measurement
+from node.control.rule_metrics import scope_fields
 from node.errors import ChainError, ConfigError, IdentifierError, QnodeError, RecordError
 from node.offchain.genealogy import LINKS, InputKind
 from node.offchain.store import BATCHES, OUTBOX, RECORDS, Store, stored_record
@@ -201,12 +203,22 @@ def _lot_names(inputs: Iterable[str]) -> set[str]:
 
 def _decision(decision: Decision, record_id: str) -> DecisionFact:
     condition = decision.thresholds.get("condition")
+    leaves = decision.computed.get("conditions")
+    devices = set()
+    for leaf in leaves.values() if isinstance(leaves, dict) else ():
+        scope = leaf.get("scope") if isinstance(leaf, dict) else None
+        if isinstance(scope, str):
+            with contextlib.suppress(ValueError, AttributeError):
+                device = scope_fields(scope).get("device")
+                if device:
+                    devices.add(device)
     return DecisionFact(
         record_id.lower(),
         decision.rule_id,
         decision.fired_at_us,
         dict(decision.action),
         dict(condition) if isinstance(condition, dict) else {},
+        tuple(sorted(devices)),
     )
 
 

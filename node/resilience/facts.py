@@ -91,6 +91,8 @@ class DecisionFact:
     fired_at_us: int
     action: Mapping[str, Any]
     condition: Mapping[str, Any] = field(default_factory=dict)
+    devices: tuple[str, ...] = ()
+    """The devices its conditions held for (a per-device condition's scope), if any."""
 
     @property
     def action_kind(self) -> str:

@@ -17,11 +17,12 @@ Its recovery cycle is the time between (``now - start`` while it is open). The k
 
 N is ``policy.baseline_subgroups``. For a compensation the decision's condition says what to
 watch: for a ``cv`` condition, the measurements of its quantity from its devices after the
-acknowledgement, in subgroups of its size, are in control when their CV is not beyond the
-threshold; for a ``reading`` condition each value (a subgroup of one) is in control when it does
-not breach the limit. A compensation with neither (or no decision record) is back to baseline at
-the acknowledgement; a ``CompensationFailed`` leaves it open, marked ``failed``. A decision to
-compensate, stop or hold that no chain event carries is open too ("not on the chain").
+acknowledgement (of the decision's own device when the condition is per device), in subgroups
+of its size, are in control when their CV is not beyond the threshold; for a ``reading``
+condition each value (a subgroup of one) is in control when it does not breach the limit. A
+compensation with neither (or no decision record) is back to baseline at the acknowledgement; a
+``CompensationFailed`` leaves it open, marked ``failed``. A decision to compensate, stop or hold
+that no chain event carries is open too ("no chain event carries the decision").
 
 Only this member's disturbances count: lines in its config or registered by it, holds and 8D
 cases where it is the customer or the supplier.
@@ -321,8 +322,9 @@ def _baseline(
     (time or None, why, the measurements of the in-control run)."""
     spec = watched_condition(decision)
     needed = policy.baseline_subgroups
-    if spec is None:
+    if spec is None or decision is None:
         return acknowledged.at_us, "back to baseline at the acknowledgement", []
+    own_devices = set(decision.devices) if spec.devices.per_device else set()
     after = sorted(
         (
             m
@@ -330,6 +332,7 @@ def _baseline(
             if m.observed_at_us >= acknowledged.at_us
             and m.quantity == spec.devices.quantity
             and spec.devices.matches(m.device)
+            and (not own_devices or m.device in own_devices)
         ),
         key=lambda m: (m.observed_at_us, m.record_id),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -414,3 +415,18 @@ def test_a_policy_file_sets_thresholds_and_refuses_mistakes(tmp_path: Any) -> No
         path.write_text(text, encoding="utf-8")
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_policy(path)
+
+
+def test_a_per_device_condition_watches_only_its_own_device() -> None:
+    facts = recovery_facts()
+    per_device = {**CV_CONDITION, "per_device": True}
+    decisions = tuple(
+        DecisionFact(d.record_id, d.rule_id, d.fired_at_us, d.action, per_device, ("gauge-2",))
+        if d.rule_id == "rule-d2"
+        else d
+        for d in facts.decisions
+    )
+    found = disturbances(replace(facts, decisions=decisions), POLICY, T0 + DAY)
+    (compensation,) = [d for d in found if d.kind == "compensation" and "request 1" in d.detail]
+    assert compensation.status == "open"  # gauge-1's subgroups are not gauge-2's
+    assert "awaiting 2 in-control subgroup(s) (0 so far)" in compensation.detail
