@@ -1602,3 +1602,81 @@ def resilience_command(
         sys.stdout.write(json.dumps(report.as_json(), indent=2) + "\n")
         return
     print_report(report, out, definitions)
+
+
+# -- trace: a serial's upstream genealogy across members, its anomalies and root causes ------
+
+TRACE_TOKENS_ENV = "QNODE_TRACE_TOKENS"
+
+
+@app.command("trace")
+def trace_command(
+    serial_uri: Annotated[
+        str, typer.Argument(help="The item's (or lot's) GS1 Digital Link URI, on any domain.")
+    ],
+    config: ConfigOption = DEFAULT_CONFIG,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the trace as JSON (qnode-trace/1).")
+    ] = False,
+    tokens: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=TRACE_TOKENS_ENV,
+            help="TOML or JSON file: member address = the bearer token it gave this node.",
+        ),
+    ] = None,
+    lookback: Annotated[
+        str, typer.Option(help="How far before an output its equipment's data is examined.")
+    ] = "24h",
+    supplier_lookback: Annotated[
+        str, typer.Option(help="How far before a lot was used rules on its supplier count.")
+    ] = "30d",
+    svg: Annotated[Path | None, typer.Option(help="Also draw the trace as SVG here.")] = None,
+    evidence: Annotated[
+        bool, typer.Option(help="List every anomaly's evidence record ids.")
+    ] = False,
+) -> None:
+    """Trace a serial upstream across members: genealogy, anomalies, root-cause candidates, each
+    verified against the chain, and the time it took."""
+    from node.explorer.graph import render_svg
+    from node.trace import TraceOptions, open_tracer, trace_json
+    from node.trace.render import trace_graph, trace_text
+
+    options = TraceOptions(
+        equipment_lookback_s=_duration(lookback), supplier_lookback_s=_duration(supplier_lookback)
+    )
+    held = _trace_tokens(tokens)
+    node = _open(config)
+    tracer = open_tracer(node, held, options)
+    try:
+        result = tracer.trace(serial_uri)
+    finally:
+        tracer.close()
+        node.close()
+    if svg is not None:
+        svg.write_text(render_svg(trace_graph(result)), encoding="utf-8")
+    if as_json:
+        sys.stdout.write(json.dumps(trace_json(result), indent=2, ensure_ascii=False) + "\n")
+        return
+    for line in trace_text(result, evidence):
+        out.print(line, markup=False, highlight=False)
+
+
+def _trace_tokens(file: Path | None) -> dict[str, str]:
+    """Member address -> bearer token, from a TOML (``"0x…" = "token"``) or JSON object."""
+    if file is None:
+        return {}
+    import tomllib
+
+    try:
+        text = file.read_text(encoding="utf-8")
+        loaded = json.loads(text) if file.suffix == ".json" else tomllib.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"the trace tokens file {file} is unreadable: {exc}") from exc
+    found = loaded.get("tokens", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(found, dict) or not all(
+        isinstance(k, str) and re.fullmatch(r"0x[0-9a-fA-F]{40}", k) and isinstance(v, str)
+        for k, v in found.items()
+    ):
+        raise ConfigError(f"{file}: expected member address = token pairs")
+    return {k: v for k, v in found.items()}

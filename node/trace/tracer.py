@@ -933,6 +933,12 @@ class _Run:
         shown.update({"onsetAtUs": onset, "alarmAtUs": alarm, "onsetAtMs": onset // 1000})
         statuses = [records[r].verification for r in all_refs]
         status = worst([v.status for v in statuses])
+        if status == FAILED:
+            failing = [r for r in all_refs if records[r].verification.status == FAILED]
+            detail = records[failing[0]].verification.detail
+            return failed(
+                f"{len(failing)} evidence record(s) do not verify, e.g. {failing[0]}: {detail}"
+            )
         if evidence.get("runTruncated"):
             return (
                 PARAMETER_DRIFT,
