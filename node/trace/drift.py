@@ -27,6 +27,13 @@ measurements (``points[q]``). :func:`detect` finds where it left its baseline:
    ``min_confirm_points`` (5) values after it, at the very end of the window, is not confirmed:
    too recent to tell from noise.
 
+**Baseline settled.** A window may start after the drift began: its first values then trend.
+:func:`baseline_settled` tests the baseline's least-squares slope (|t| <= 5, or a slope too small
+to matter against the sigma floor). A member serving a trace extends an equipment's window back,
+by its own length, while a series' baseline is not settled or a drift's run starts right after
+the baseline (:func:`needs_earlier`; 7 times at most), so that the onset is found where it is
+rather than at the start of the window.
+
 The **evidence** of a drift is the baseline, the run from the onset to the alarm and the
 confirmation window: every value the decision was made from, apart from the in-control points
 between baseline and onset. :func:`recheck` decides, from the evidence alone, whether it supports
@@ -113,6 +120,39 @@ def baseline_count(points: int, settings: DriftSettings) -> int:
     if points >= 2 * wanted:
         return wanted
     return max(3, points // 2)
+
+
+def baseline_settled(values: Sequence[float], settings: DriftSettings | None = None) -> bool:
+    """Whether the baseline of ``values`` (its first values, as :func:`detect` takes them) has
+    no significant trend: least-squares slope t-statistic at most 5 in absolute value, or a
+    change over the baseline below twice the sigma floor."""
+    settings = settings or DriftSettings()
+    if len(values) < 4:
+        return True
+    base = list(values[: baseline_count(len(values), settings)])
+    count = len(base)
+    if count < 3 or not all(math.isfinite(v) for v in base):
+        return True
+    centre = (count - 1) / 2
+    mean = statistics.fmean(base)
+    sxx = sum((i - centre) ** 2 for i in range(count))
+    slope = sum((i - centre) * (v - mean) for i, v in enumerate(base)) / sxx
+    floor = settings.relative_floor * max(1.0, abs(mean))
+    if abs(slope) * count <= 2 * floor:
+        return True
+    residual = sum((v - mean - slope * (i - centre)) ** 2 for i, v in enumerate(base))
+    error = math.sqrt(residual / (count - 2) / sxx) if count > 2 else 0.0
+    return error > 0 and abs(slope) / error <= 5.0
+
+
+def needs_earlier(values: Sequence[float], settings: DriftSettings | None = None) -> bool:
+    """Whether a window should reach further back for ``values``: its baseline trends, or a drift
+    starts right where the baseline ends (the change may lie in or before the baseline)."""
+    settings = settings or DriftSettings()
+    if not baseline_settled(values, settings):
+        return True
+    drift = detect(values, settings)
+    return drift is not None and drift.onset <= drift.baseline.count
 
 
 def baseline_of(values: Sequence[float], settings: DriftSettings) -> Baseline:

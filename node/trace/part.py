@@ -45,7 +45,7 @@ from node.trace.anomalies import (
     judge,
 )
 from node.trace.bundles import BundleSource
-from node.trace.drift import DriftSettings, detect
+from node.trace.drift import DriftSettings, detect, needs_earlier
 from node.trace.index import (
     DECISION,
     GENEALOGY,
@@ -77,6 +77,7 @@ MAX_DEPTH = 32
 MAX_GENEALOGY_RECORDS = 5_000
 MAX_WINDOW_US = 92 * 86_400 * 1_000_000
 MAX_SERIES_RECORDS = 500_000
+MAX_EXTENSIONS = 7
 _LOT_KINDS = frozenset({"material_lot", "parent_lot"})
 _IN_BATCH = 500
 
@@ -275,36 +276,64 @@ class PartReader:
         self, connection: Any, window: Window, answer: _Answer, budget: int
     ) -> tuple[list[dict[str, Any]], int]:
         key = keys.key(keys.EQUIPMENT, keys.equipment_key(window.id))
-        rows = self.index.rows(connection, key, window.since_us, window.until_us)
+        rows = self.index.rows(
+            connection, key, window.since_us, window.until_us, [QUARANTINE_KIND, DECISION]
+        )
         found: list[dict[str, Any]] = []
         quarantined = [r.ref[len(QUARANTINE_REF) :] for r in rows if r.kind == QUARANTINE_KIND]
         if quarantined and answer.allowed(QUARANTINE_KIND):
             found += _quarantine_anomalies(connection, window, quarantined)
-        wanted = [r for r in rows if r.kind in (MEASUREMENT, SETPOINT, DECISION)]
+        decisions = [r.ref for r in rows if r.kind == DECISION]
+        if decisions and answer.allowed(DECISION):
+            for record in _records(connection, decisions).values():
+                answer.records[record.record_id] = record
+                found.append(_decision_anomaly(record, "equipment", window.id))
+        # the series; while a baseline is not settled (it trends: the drift began before the
+        # window), the window is extended back by its own length, a few times at most
+        since = window.since_us
+        length = max(1, window.until_us - window.since_us)
         used = 0
-        series: dict[tuple[str, str | None, str], _Series] = {}
-        for kind in (MEASUREMENT, SETPOINT, DECISION):
-            refs = [r.ref for r in wanted if r.kind == kind]
-            if not refs or not answer.allowed(kind):
-                continue
-            if kind != DECISION and used + len(refs) > budget:
+        previous = -1
+        for extension in range(MAX_EXTENSIONS + 1):
+            series, count = self._series(connection, key, since, window.until_us, answer)
+            used += count
+            if used > budget:
                 raise RecordError(
                     f"{window.id}: more than {MAX_SERIES_RECORDS} readings in one request; "
                     "ask for shorter windows"
                 )
-            if kind == DECISION:
-                for record in _records(connection, refs).values():
-                    answer.records[record.record_id] = record
-                    found.append(_decision_anomaly(record, "equipment", window.id))
-                continue
-            used += len(refs)
-            for ref, observed, public in _publics(connection, key, window, kind):
-                _add_points(series, kind, ref, observed, public)
+            earlier = max(0, since - length)
+            if (
+                extension == MAX_EXTENSIONS
+                or count == previous
+                or earlier == since
+                or window.until_us - earlier > MAX_WINDOW_US
+                or not any(needs_earlier(s.values, self.drift) for s in series.values())
+            ):
+                break
+            since, previous = earlier, count
         for item in series.values():
             anomaly = self._drift(connection, window, item, answer)
             if anomaly is not None:
+                anomaly["details"]["windowSinceUs"] = since
+                anomaly["details"]["windowExtendedUs"] = window.since_us - since
                 found.append(anomaly)
         return found, used
+
+    def _series(
+        self, connection: Any, key: str, since: int, until: int, answer: _Answer
+    ) -> tuple[dict[tuple[str, str | None, str], _Series], int]:
+        series: dict[tuple[str, str | None, str], _Series] = {}
+        count = 0
+        for kind in (MEASUREMENT, SETPOINT):
+            if TRACE_TIERS[kind] > answer.tier:
+                if self.index.rows(connection, key, since, until, [kind]):
+                    answer.allowed(kind)  # counted as withheld
+                continue
+            for ref, observed, public in _publics(connection, key, since, until, kind):
+                count += 1
+                _add_points(series, kind, ref, observed, public)
+        return series, count
 
     def _drift(
         self, connection: Any, window: Window, series: _Series, answer: _Answer
@@ -409,7 +438,7 @@ def _records(connection: Any, refs: Sequence[str]) -> dict[str, StoredRecord]:
 
 
 def _publics(
-    connection: Any, key: str, window: Window, kind: str
+    connection: Any, key: str, since: int, until: int, kind: str
 ) -> Iterable[tuple[str, int, dict[str, Any]]]:
     """(record id, observation time, public fields) of one kind of an equipment's rows, in time
     order, read with the records in one join."""
@@ -417,8 +446,8 @@ def _publics(
         select(RECORDS.c.record_id, RECORDS.c.observed_at_us, RECORDS.c.public_json)
         .join(TRACE_INDEX, TRACE_INDEX.c.ref == RECORDS.c.record_id)
         .where(TRACE_INDEX.c.key == key)
-        .where(TRACE_INDEX.c.observed_at_us >= window.since_us)
-        .where(TRACE_INDEX.c.observed_at_us <= window.until_us)
+        .where(TRACE_INDEX.c.observed_at_us >= since)
+        .where(TRACE_INDEX.c.observed_at_us <= until)
         .where(TRACE_INDEX.c.kind == kind)
         .order_by(TRACE_INDEX.c.observed_at_us, TRACE_INDEX.c.ref)
     )

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from node.trace.drift import DriftSettings, detect, recheck
+from node.trace.drift import DriftSettings, baseline_settled, detect, recheck
 
 
 def test_a_constant_parameter_that_starts_to_ramp_is_caught_at_its_first_changed_value() -> None:
@@ -65,3 +65,11 @@ def test_recheck_accepts_the_evidence_of_a_drift_and_refuses_a_moved_onset() -> 
     assert problem is not None
     back = [10.0] * 30
     assert recheck(baseline, run, back, drift.direction, settings) is not None
+
+
+def test_a_trending_baseline_is_not_settled() -> None:
+    rng = random.Random(3)
+    assert baseline_settled([2.4] * 500)
+    assert baseline_settled([rng.gauss(5.0, 0.2) for _ in range(500)])
+    assert not baseline_settled([2.4 + 0.0005 * i for i in range(500)])
+    assert not baseline_settled([rng.gauss(5.0 + 0.01 * i, 0.2) for i in range(500)])

@@ -300,3 +300,19 @@ def test_the_trace_is_fast_on_the_test_world(world: World, traced: Trace) -> Non
     again = _trace(world)
     assert again.elapsed_ms < 5_000
     assert trace_json(again)["elapsedMs"] == pytest.approx(again.elapsed_ms, abs=0.01)
+
+
+def test_a_window_starting_after_the_onset_is_extended_back_to_find_it(world: World) -> None:
+    from node.api.access import Tier
+    from node.trace.index import TraceIndex
+    from node.trace.part import AnomalyQuery, PartReader, Window
+
+    rhea = world.nodes["rhea"]
+    reader = PartReader(rhea.store(), rhea.address, TraceIndex(rhea.store()))
+    onset = world.drift_onset_us
+    hour = 3600 * 1_000_000
+    window = Window(CRYSTALLIZER, onset + hour, onset + 4 * hour)
+    answer = reader.anomalies(AnomalyQuery(equipment=(window,)), Tier.LEGITIMATE_INTEREST)
+    [drift] = [a for a in answer["anomalies"] if a["kind"] == PARAMETER_DRIFT]
+    assert drift["atUs"] == onset
+    assert drift["details"]["windowExtendedUs"] >= hour
