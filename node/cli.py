@@ -1200,31 +1200,35 @@ def serve(
 
 @app.command()
 def demo(
-    port: Annotated[int, typer.Option(help="Port of the local chain.")] = 8545,
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="Where the demo members live \\[default: .qnode/demo]."),
+        typer.Option("--dir", help="Where the demo consortium lives \\[default: .qnode/demo]."),
     ] = None,
-    run_dir: RunDirOption = None,
+    scenario: Annotated[
+        str, typer.Option(help="full, short (fewer cells, for a quick look) or none.")
+    ] = "full",
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            help="MQTT broker \\[default: 127.0.0.1:1883 if it answers, else a Mosquitto of the "
+            "demo's own]."
+        ),
+    ] = None,
+    exit_when_done: Annotated[
+        bool, typer.Option(help="Stop everything once the scenario has played.")
+    ] = False,
 ) -> None:
-    """Start the local chain, set up and deploy the demo consortium, print every member's status."""
+    """Start a local consortium (chain, four member nodes, broker, PLC, devices, ERP), play the
+    scenario, print the dashboard's URL; until Ctrl-C. Every run starts fresh."""
     from node.demo import run_demo
 
-    directory = directory or default_run_dir().parent / "demo"
-    chain = LocalChain(run_dir or default_run_dir())
-    current = chain.status()
-    if not current.running:
-        out.print(f"starting the local chain on 127.0.0.1:{port} ...")
-        current = chain.start(port=port)
-    out.print(f"local chain {current.url}, chainId {current.chain_id}, pid {current.pid}")
-    with out.status("setting up the demo consortium ..."):
-        statuses = run_demo(directory, str(current.url), progress=out.print)
-    for member_status in statuses:
-        out.rule(member_status.member.name if member_status.member else member_status.address)
-        _print_status(member_status)
-    first = directory / "aster-motors" / CONFIG_FILE
-    out.print(f"\nnext: QNODE_KEYSTORE_PASSWORD=qnode-demo .venv/bin/qnode status -c {first}")
-    out.print("stop the chain with: scripts/chain stop")
+    run_demo(
+        directory or default_run_dir().parent / "demo",
+        scenario=scenario,
+        mqtt_url=mqtt,
+        exit_when_done=exit_when_done,
+        console=out,
+    )
 
 
 # -- spc: control charts, capability and run rules of a CSV column ----------------------------

@@ -1,360 +1,491 @@
-"""The local consortium demo: three founding members, M-of-N admission of a fourth, oracle keys.
+"""The local consortium demo (``scripts/demo``, ``qnode demo``): a Hardhat chain, four member nodes
+as separate processes (each ``qnode run`` and ``qnode serve`` with its own directory, SQLite
+store, keys, oracle key and API port, on loopback), an MQTT broker, and the shop floors
+(coating-line PLC over OPC UA, the plant's MQTT devices, the ERP, the refiner's crystallizer);
+then the scenario of :mod:`node.demo_scenario`, and the dashboard's URL.
 
-It runs against any chain on the local chainId (the Hardhat node of ``scripts/chain`` or the
-embedded chain) using Hardhat's public demo accounts, and is idempotent: run it again and it
-reuses the members and the deployed contract, redeploying only when the chain lost it.
+Every run starts fresh in its directory (``.qnode/demo`` by default); a demo still running there
+is refused, and processes a killed demo left behind are stopped first. Ctrl-C (SIGINT) or
+SIGTERM stops everything: the children are stopped in order and their PIDs checked.
+
+The pieces (members and provisioning, processes, plant, records, scenario) are the
+``node/demo_*.py`` modules; :class:`DemoConsortium` puts them together, and tests drive it
+in-process with a short scenario.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
-import re
 import shutil
-from collections.abc import Callable
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
-from node.anchoring.proofs import build_bundle, verify_bundle
-from node.chain.anchor_registry import AnchorRegistry
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
 from node.chain.connection import ChainConnection
-from node.chain.consortium import Consortium, Founder, Role
-from node.chain.quality_ledger import QualityLedger
-from node.errors import AttestationError
-from node.keys import hardhat_dev_key
-from node.offchain.genealogy import Genealogy, GenealogyInput, InputKind, record_genealogy, upstream
-from node.offchain.records import RecordInput
-from node.offchain.store import now_us
-from node.oracles.attestation import AttestationSigner
-from node.oracles.attestation import verify_bundle as verify_attestation
-from node.oracles.attestor import Attestor
-from node.oracles.digital_link import asset, check_digit, product
-from node.oracles.epcis import export
-from node.oracles.metrics import MetricsSnapshot
-from node.oracles.simulators.coating_plc import CoatingLinePlc, PlcConfig
-from node.provisioning import CONFIG_FILE, MemberSpec, init_member
-from node.runtime import Deployment, Node, NodeStatus
-from node.service import NodeService, ServiceOptions, configured_sources
-from node.settings import LOCAL_CHAIN_ID, OracleSettings, load_settings
+from node.chain.localnode import LocalChain, free_port
+from node.demo_members import (
+    CATHODE,
+    CELLS,
+    DEMO_PASSWORD,
+    LAB,
+    MEMBERS,
+    REFINER,
+    DemoMember,
+    Layout,
+    Provisioned,
+    member_dir,
+    provision,
+)
+from node.demo_plant import CoatingLine, PlantFleet, start_erp
+from node.demo_processes import (
+    DemoError,
+    ManagedProcess,
+    Mosquitto,
+    ProcessTable,
+    broker_answers,
+    prepare_mqtt_session,
+    qnode_process,
+    wait_http,
+)
+from node.demo_scenario import FULL, SHORT, Scenario, ScenarioSize, Step
+from node.oracles.simulators.erp import ErpSimulator
 
-DEMO_PASSWORD = "qnode-demo"
-DEMO_KDF_ITERATIONS = 2**14
-DEMO_THRESHOLD = 2
-DEMO_PROPOSAL_TTL = 7 * 24 * 3600
-ORACLE_FUNDING_WEI = 10**18
-SAMPLE_RECORDS = 1000
-LINE_SECONDS = 3.0
-CELL_GTIN = "0950600013435" + check_digit("0950600013435")
-CATHODE_GTIN = "0950600099999" + check_digit("0950600099999")
-CELL_LOT = product(CELL_GTIN, lot="L2611").uri()
-CATHODE_LOT = product(CATHODE_GTIN, lot="NCM811-0457").uri()
+__all__ = [
+    "DEMO_PASSWORD",
+    "MEMBERS",
+    "DemoConsortium",
+    "DemoError",
+    "member_dir",
+    "run_demo",
+    "scenario_size",
+]
+
+MACHINE_BROKER = "mqtt://127.0.0.1:1883"
+SESSION_EXPIRY_S = 3600
+START_TIMEOUT_S = 120.0
+SIZES = {"full": FULL, "short": SHORT}
+
+Say = Callable[[str], None]
+
+
+def scenario_size(name: str) -> ScenarioSize | None:
+    """``full``, ``short`` or ``none`` (None: no scenario, just the running consortium)."""
+    if name == "none":
+        return None
+    try:
+        return SIZES[name]
+    except KeyError:
+        raise DemoError(f"unknown scenario {name!r}: full, short or none") from None
 
 
 @dataclass(frozen=True)
-class DemoMember:
-    name: str
-    role: str
-    dev_account: int
-    port: int
-
-    @property
-    def slug(self) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+class MemberProcesses:
+    run: ManagedProcess
+    serve: ManagedProcess
 
 
-FOUNDERS = (
-    DemoMember("Aster Motors", "manufacturer", 0, 8601),
-    DemoMember("Borealis Cells", "supplier", 1, 8602),
-    DemoMember("Cobalt Test Lab", "lab", 2, 8603),
-)
-NEWCOMER = DemoMember("Delta Assurance", "auditor", 3, 8604)
+class DemoConsortium:
+    """The running demo: ``start()``, then the scenario, then ``stop()`` (also a context manager).
 
-Progress = Callable[[str], None]
+    ``members`` holds one in-process node per member: the demo's operators (a quality engineer
+    approving an 8D discipline, the lab verifying effectiveness) act through them, while each
+    member's own node runs as its own processes."""
+
+    def __init__(
+        self,
+        root: Path,
+        say: Say = lambda _line: None,
+        mqtt_url: str | None = None,
+        chain_connection: ChainConnection | None = None,
+    ) -> None:
+        self.root = root.resolve()
+        self.say = say
+        self.requested_mqtt = mqtt_url
+        self.chain_connection = chain_connection
+        self.table = ProcessTable(self.root)
+        self.chain: LocalChain | None = None
+        self.mosquitto: Mosquitto | None = None
+        self.line: CoatingLine | None = None
+        self.erp: ErpSimulator | None = None
+        self.fleet: PlantFleet | None = None
+        self.layout: Layout | None = None
+        self.members: Provisioned | None = None
+        self.processes: dict[str, MemberProcesses] = {}
+        self.started_at = time.monotonic()
+        self.timings: dict[str, float] = {}
+
+    def __enter__(self) -> DemoConsortium:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        started = time.monotonic()
+        self._fresh_directory()
+        self.chain = LocalChain(self.root / "chain")
+        status = self.chain.start(port=0)
+        assert status.url is not None
+        self.say(f"Hardhat chain at {status.url} (chainId {status.chain_id}, pid {status.pid})")
+        mqtt_url = self._broker()
+        self.line = CoatingLine()
+        self.say(f"coating-line PLC (OPC UA) at {self.line.endpoint}")
+        ports = {m.key: free_port() for m in MEMBERS}
+        erp_port = free_port()
+        self.layout = Layout.new(
+            self.root,
+            status.url,
+            mqtt_url,
+            ports,
+            self.line.endpoint,
+            f"http://127.0.0.1:{erp_port}/purchase-orders",
+        )
+        self.erp = start_erp(self.layout.erp_secret, erp_port)
+        self.say(f"ERP webhook receiver at {self.erp.url}")
+        self.fleet = PlantFleet(
+            mqtt_url,
+            f"qnode-demo-{self.layout.run_id}-fleet",
+            self.layout.topic_prefix(CELLS),
+            self.layout.topic_prefix(REFINER),
+        )
+        self.members = provision(
+            self.layout, self._oracle_sections(), self.chain_connection, self.say
+        )
+        self.timings["provisioned_s"] = time.monotonic() - started
+        for member in (CELLS, REFINER):
+            prepare_mqtt_session(
+                mqtt_url,
+                self.layout.mqtt_client_id(member),
+                self.fleet.topic_filters()[member.key],
+                SESSION_EXPIRY_S,
+            )
+        self.fleet.start()
+        self.say(
+            "plant devices publishing: 2 environment sensors, 2 incoming-inspection gauges "
+            "(Aster Cells), crystallizer CR-2 (Andes Lithium Refining)"
+        )
+        for member in MEMBERS:
+            self.processes[member.key] = self._member_processes(member)
+        for member in MEMBERS:
+            self.processes[member.key].run.start()
+            self.processes[member.key].serve.start()
+        self._record_processes()
+        for member in MEMBERS:
+            serve = self.processes[member.key].serve
+            wait_http(f"{self.layout.api_url(member)}/api/v1/health", serve, START_TIMEOUT_S)
+            run = self.processes[member.key].run
+            if not run.running:
+                raise DemoError(f"{run.name} exited at start:\n{run.log_tail()}")
+            self.say(
+                f"{member.name} ({member.title}): node pid {run.pid}, API pid {serve.pid} on "
+                f"{self.layout.api_url(member)}"
+            )
+        self.timings["started_s"] = time.monotonic() - started
+        self.say(f"consortium up in {self.timings['started_s']:.1f} s")
+
+    def _fresh_directory(self) -> None:
+        running = self.table.running_demo()
+        if running is not None:
+            raise DemoError(
+                f"a demo is already running in {self.root} (pid {running}): stop it with Ctrl-C "
+                f"in its terminal or `kill {running}`"
+            )
+        if self.root.exists():
+            self.table.stop_leftovers(self.say)
+            LocalChain(self.root / "chain").stop()
+            shutil.rmtree(self.root)
+            self.say(f"starting fresh: removed the previous demo in {self.root}")
+        self.root.mkdir(parents=True)
+        self.table.write([], {"state": "starting"})
+
+    def _broker(self) -> str:
+        if self.requested_mqtt is not None:
+            if not broker_answers(self.requested_mqtt):
+                raise DemoError(f"no MQTT broker answers at {self.requested_mqtt}")
+            self.say(f"MQTT broker {self.requested_mqtt}")
+            return self.requested_mqtt
+        if broker_answers(MACHINE_BROKER):
+            self.say(f"MQTT: the machine's broker at {MACHINE_BROKER}")
+            return MACHINE_BROKER
+        self.mosquitto = Mosquitto(self.root / "mosquitto")
+        self.mosquitto.start()
+        self.say(
+            f"MQTT: Mosquitto started at {self.mosquitto.url} (pid {self.mosquitto.process.pid})"
+        )
+        return self.mosquitto.url
+
+    def _oracle_sections(self) -> dict[str, dict[str, Any]]:
+        assert self.line is not None and self.fleet is not None and self.layout is not None
+        layout = self.layout
+        cells = self.fleet.cells_oracle_settings()
+        plc = self.line.oracle_settings()
+        cells["quantities"] = {**cells["quantities"], **plc["quantities"]}
+        cells["devices"] = {**cells["devices"], **plc["devices"]}
+        cells["opcua"] = plc["opcua"]
+        refiner = self.fleet.refiner_oracle_settings()
+        for member, section in ((CELLS, cells), (REFINER, refiner)):
+            section["mqtt"] |= {
+                "url": layout.mqtt_url,
+                "client_id": layout.mqtt_client_id(member),
+                "session_expiry_s": SESSION_EXPIRY_S,
+            }
+        return {CELLS.key: cells, REFINER.key: refiner}
+
+    def _member_processes(self, member: DemoMember) -> MemberProcesses:
+        assert self.layout is not None
+        config = str(self.layout.config_file(member))
+        logs = member_dir(self.root, member) / "logs"
+        return MemberProcesses(
+            qnode_process(
+                f"{member.key} node", ["run", "-c", config], logs / "run.log", DEMO_PASSWORD
+            ),
+            qnode_process(
+                f"{member.key} API", ["serve", "-c", config], logs / "serve.log", DEMO_PASSWORD
+            ),
+        )
+
+    def _record_processes(self) -> None:
+        children = [p for pair in self.processes.values() for p in (pair.run, pair.serve)]
+        if self.mosquitto is not None:
+            children.append(self.mosquitto.process)
+        self.table.write(children, {"state": "running"})
+
+    # -- during the demo -----------------------------------------------------------------------
+
+    def scenario(self, size: ScenarioSize, say: Say | None = None) -> Scenario:
+        assert self.layout and self.members and self.line and self.fleet and self.erp
+        return Scenario(
+            self.layout, self.members, self.line, self.fleet, self.erp, size, say or self.say
+        )
+
+    def node_process(self, member: DemoMember) -> ManagedProcess:
+        return self.processes[member.key].run
+
+    def restart_node(self, member: DemoMember) -> ManagedProcess:
+        """Start ``member``'s ``qnode run`` again (after it stopped or was killed)."""
+        process = self.node_process(member)
+        process.stop()
+        process.start()
+        self._record_processes()
+        return process
+
+    def dead_processes(self) -> list[ManagedProcess]:
+        return [
+            p for pair in self.processes.values() for p in (pair.run, pair.serve) if not p.running
+        ]
+
+    # -- stop ----------------------------------------------------------------------------------
+
+    def stop(self) -> list[str]:
+        """Stop everything this demo started, in order; what is still alive afterwards (PIDs
+        checked) as lines (empty when every process is gone)."""
+        if self.fleet is not None:
+            with contextlib.suppress(Exception):
+                self.fleet.close()
+            self.fleet = None
+        children = [p for pair in self.processes.values() for p in (pair.run, pair.serve)]
+        threads = [threading.Thread(target=p.stop) for p in children if p.process is not None]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        if self.members is not None:
+            self.members.close()
+        if self.line is not None:
+            with contextlib.suppress(Exception):
+                self.line.close()
+            self.line = None
+        if self.erp is not None:
+            self.erp.stop()
+            self.erp = None
+        if self.mosquitto is not None:
+            self.mosquitto.process.stop()
+        chain_pid = None
+        if self.chain is not None:
+            chain_pid = self.chain.status().pid
+            self.chain.stop()
+        leftovers = [f"{p.name} (pid {p.pid})" for p in children if p.running]
+        if self.mosquitto is not None and self.mosquitto.process.running:
+            leftovers.append(f"mosquitto (pid {self.mosquitto.process.pid})")
+        if chain_pid is not None and _pid_alive(chain_pid):
+            leftovers.append(f"hardhat (pid {chain_pid})")
+        if self.root.exists():
+            self.table.write([], {"state": "stopped"})
+        return leftovers
+
+    # -- what to open ---------------------------------------------------------------------------
+
+    def dashboard(self, facts: dict[str, Any]) -> list[str]:
+        assert self.layout is not None
+        layout = self.layout
+        lines = [
+            f"dashboard (auditor explorer): {layout.api_url(CELLS)}/explorer",
+            f"  sign in with the demo authority token: {layout.authority_token}",
+        ]
+        for key, title in (("cell_a_url", "a battery cell"), ("cell_b_url", "a faded cell")):
+            if key in facts:
+                lines.append(f"consumer page of {title}: {facts[key]}")
+        lines += [
+            f"supplier portal of {CATHODE.name}: {layout.api_url(CATHODE)}/portal "
+            f"(portal token {layout.portal_token})",
+            f"{LAB.name}'s explorer: {layout.api_url(LAB)}/explorer",
+            f"members' directories, stores, keys and logs: {self.root}/<member>/",
+        ]
+        return lines
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[threading.Event]:
+    """SIGINT and SIGTERM set the yielded event (and interrupt a wait on it) instead of killing
+    the demo half-way; the previous handlers come back afterwards."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class Display:
+    """Progress lines: a rich progress display on a terminal, plain timestamped lines otherwise."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.monotonic()
+        self.progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._step_started = 0.0
+        if console.is_terminal:
+            self.progress = Progress(
+                SpinnerColumn(finished_text="[green]✓[/]"),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=console,
+            )
+            self.progress.start()
+
+    def line(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(Text("  " + text))
+        else:
+            elapsed = time.monotonic() - self.started
+            self.console.print(Text(f"[{elapsed:6.1f} s] {text}"))
+
+    def phase(self, title: str) -> None:
+        self._finish()
+        self._step_started = time.monotonic()
+        if self.progress is not None:
+            self._task = self.progress.add_task(title, total=1)
+        else:
+            self.line(f"== {title}")
+
+    def step(self, step: Step, state: str) -> None:
+        if state == "running":
+            self.phase(step.title)
+
+    def _finish(self) -> None:
+        if self.progress is not None and self._task is not None:
+            self.progress.update(self._task, completed=1)
+            self.progress.stop_task(self._task)
+            self._task = None
+
+    def close(self) -> None:
+        self._finish()
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
 
 def run_demo(
     root: Path,
-    rpc_url: str,
-    connection: ChainConnection | None = None,
-    progress: Progress = lambda _message: None,
-) -> list[NodeStatus]:
-    """Bring the demo consortium to its full state on the chain at ``rpc_url``; return statuses."""
-    nodes = [_open_member(root, m, rpc_url, connection) for m in (*FOUNDERS, NEWCOMER)]
-    founders, newcomer = nodes[:3], nodes[3]
-    consortium, fresh = _ensure_consortium(founders, progress)
-    if fresh:  # a new chain: what the stores anchored before went with the old one
-        for node in nodes:
-            _clear_store(node)
-    registry = _ensure_registry(founders[0], progress)
-    for node in nodes[1:]:
-        node.record_deployment("Consortium", consortium)
-        node.record_deployment("AnchorRegistry", registry)
-    _ensure_admitted(founders, newcomer, progress)
-    for node in nodes:
-        _ensure_oracle(node, progress)
-    _anchor_sample(founders[0], root, progress)
-    ledger = _ensure_ledger(founders[0], progress)
-    for node in nodes[1:]:
-        node.record_deployment("QualityLedger", ledger)
-    if not _has_measurements(founders[1]):
-        _run_coating_line(founders[1], progress)
-        _attest_lab_result(founders[2], root, progress)
-        _record_genealogy_and_export(founders[1], root, progress)
-    return [node.status() for node in nodes]
-
-
-def member_dir(root: Path, member: DemoMember) -> Path:
-    return root / member.slug
-
-
-def _open_member(
-    root: Path, member: DemoMember, rpc_url: str, connection: ChainConnection | None
-) -> Node:
-    directory = member_dir(root, member)
-    config = directory / CONFIG_FILE
-    if config.exists():
-        settings = load_settings(config)
-    else:
-        spec = MemberSpec(
-            name=member.name,
-            role=member.role,
-            endpoint=f"http://127.0.0.1:{member.port}",
-            rpc_url=rpc_url,
-            chain_id=LOCAL_CHAIN_ID,
-        )
-        settings = init_member(
-            directory, spec, DEMO_PASSWORD, hardhat_dev_key(member.dev_account), DEMO_KDF_ITERATIONS
-        )
-    return Node.open(settings, DEMO_PASSWORD, connection)
-
-
-def _ensure_consortium(founders: list[Node], progress: Progress) -> tuple[Deployment, bool]:
-    """The consortium's deployment, and whether it was deployed just now."""
-    deployer = founders[0]
-    recorded = deployer.deployment("Consortium")
-    if recorded is not None and deployer.connection.has_code(recorded.address):
-        progress(f"Consortium already deployed at {recorded.address}")
-        return recorded, False
-    specs = [
-        Founder(
-            n.address,
-            Role.parse(n.settings.member.role),
-            n.settings.member.name,
-            n.settings.member.endpoint,
-        )
-        for n in founders
-    ]
-    consortium, receipt = Consortium.deploy(
-        deployer.sender, specs, DEMO_THRESHOLD, DEMO_PROPOSAL_TTL
-    )
-    deployment = Deployment.of(consortium.address, receipt)
-    deployer.record_deployment("Consortium", deployment)
-    progress(
-        f"Consortium deployed at {consortium.address} (block {receipt.block_number}, "
-        f"{receipt.gas_used} gas), {len(specs)} founders, threshold {DEMO_THRESHOLD}"
-    )
-    return deployment, True
-
-
-def _ensure_registry(deployer: Node, progress: Progress) -> Deployment:
-    recorded = deployer.deployment("AnchorRegistry")
-    if recorded is not None and deployer.connection.has_code(recorded.address):
-        return recorded
-    registry, receipt = AnchorRegistry.deploy(deployer.sender, deployer.consortium().address)
-    deployment = Deployment.of(registry.address, receipt)
-    deployer.record_deployment("AnchorRegistry", deployment)
-    progress(f"AnchorRegistry deployed at {registry.address} ({receipt.gas_used} gas)")
-    return deployment
-
-
-def _clear_store(node: Node) -> None:
-    node.close()
-    for path in node.settings.data_path.glob("store.db*"):
-        path.unlink()
-    shutil.rmtree(node.settings.blob_path, ignore_errors=True)
-
-
-def _ensure_admitted(founders: list[Node], newcomer: Node, progress: Progress) -> None:
-    proposer, approver = founders[0].consortium(), founders[1].consortium()
-    if proposer.is_active_member(newcomer.address):
-        progress(f"{newcomer.settings.member.name} is already a member")
-        return
-    member = newcomer.settings.member
-    proposed = proposer.propose_admission(
-        newcomer.address, Role.parse(member.role), member.name, member.endpoint
-    )
-    progress(
-        f"{founders[0].settings.member.name} proposed admitting {member.name} "
-        f"(proposal {proposed.proposal_id}, {proposed.approvals}/{proposer.threshold()} approvals)"
-    )
-    approved = approver.approve(proposed.proposal_id)
-    progress(
-        f"{founders[1].settings.member.name} approved proposal {approved.proposal_id}: "
-        f"{member.name} {'admitted' if approved.executed else 'still pending'}"
-    )
-
-
-def _ensure_oracle(node: Node, progress: Progress) -> None:
-    consortium = node.consortium()
-    if consortium.oracles_of(node.address):
-        return
-    local = [a for a in node.local_oracle_addresses() if consortium.oracle_of(a).member is None]
-    oracle = (
-        local[0] if local else node.create_oracle_key(DEMO_PASSWORD, DEMO_KDF_ITERATIONS).address
-    )
-    consortium.register_oracle(oracle)
-    node.sender.transfer(oracle, ORACLE_FUNDING_WEI, label="fund oracle")
-    progress(f"{node.settings.member.name} registered and funded oracle key {oracle}")
-
-
-def _anchor_sample(node: Node, root: Path, progress: Progress) -> None:
-    """Store a morning of coating measurements, anchor them, and prove one with a bundle."""
-    store, batcher = node.store(), node.batcher()
-    if store.count_records() == 0:
-        start = now_us()
-        samples = [
-            RecordInput(
-                "coating_thickness",
-                {
-                    "line": "C2",
-                    "station": f"S{i % 4}",
-                    "thickness_um": round(98.0 + (i % 7) * 0.3, 2),
-                    "operator_id": "badge-20931",
-                },
-                start + i * 500_000,
-            )
-            for i in range(SAMPLE_RECORDS)
-        ]
-        store.add_records(samples)
-        progress(f"{node.settings.member.name} stored {SAMPLE_RECORDS} coating measurements")
-    batcher.close_batches(force=True)
-    registry = node.anchor_registry(node.oracle_sender())
-    for batch in batcher.anchor_pending(registry):
-        progress(
-            f"batch {batch.batch_id[:18]}… of {batch.leaf_count} records anchored in block "
-            f"{batch.block_number}"
-        )
-    first = batcher.records_of(batcher.batches()[0])[0]
-    bundle = build_bundle(store, batcher, first.record_id)
-    path = root / "proof-example.json"
-    path.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
-    verify_bundle(bundle, node.anchor_registry())
-    progress(f"proof of record {first.record_id[:18]}… written to {path} and verified on-chain")
-
-
-def _ensure_ledger(deployer: Node, progress: Progress) -> Deployment:
-    recorded = deployer.deployment("QualityLedger")
-    if recorded is not None and deployer.connection.has_code(recorded.address):
-        return recorded
-    ledger, receipt = QualityLedger.deploy(deployer.sender, deployer.consortium().address, 1)
-    deployment = Deployment.of(ledger.address, receipt)
-    deployer.record_deployment("QualityLedger", deployment)
-    progress(f"QualityLedger deployed at {ledger.address} ({receipt.gas_used} gas), lab quorum 1")
-    return deployment
-
-
-def _has_measurements(node: Node) -> bool:
-    return node.store().count_records("measurement") > 0
-
-
-def _run_coating_line(node: Node, progress: Progress) -> None:
-    """The coating line's PLC (simulated) read over OPC UA by the member's running node service,
-    with one signed inspection verdict on the side; batches anchored, the verdict on-chain."""
-    node.store().add_records([_inspection(CELL_LOT, 84.9, "pass")])
-    snapshot = asyncio.run(_serve_coating_line(node, progress))
-    progress(
-        f"{node.settings.member.name}: {snapshot.messages_accepted} OPC UA readings from the "
-        f"coating line stored ({snapshot.messages_rejected} quarantined)"
-    )
-
-
-async def _serve_coating_line(node: Node, progress: Progress) -> MetricsSnapshot:
-    plc = CoatingLinePlc(PlcConfig(seed=7, gauge_interval_s=0.1))
-    await plc.start()
+    scenario: str = "full",
+    mqtt_url: str | None = None,
+    exit_when_done: bool = False,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """``qnode demo``: start the consortium, play the scenario, print the dashboard's URLs, and
+    run until Ctrl-C (or at once, with ``exit_when_done``); everything stopped on the way out.
+    Returns the scenario's facts."""
+    size = scenario_size(scenario)
+    console = console or Console(highlight=False)
+    display = Display(console)
+    facts: dict[str, Any] = {}
+    demo = DemoConsortium(root, display.line, mqtt_url)
+    timings: dict[str, float] = {}
     try:
-        oracles = OracleSettings(**plc.oracle_settings_values())
-        settings = node.settings.model_copy(update={"oracles": oracles})
-        line_node = Node(settings, node.connection, node.account, DEMO_PASSWORD)
-        service = NodeService(
-            line_node,
-            configured_sources(line_node),
-            ServiceOptions(chain_interval_s=0.5, status_interval_s=LINE_SECONDS),
-            progress,
-        )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(service.run(), LINE_SECONDS)
-        progress(await asyncio.to_thread(service.chain_pass, True))  # anchor the last readings
-        line_node.close()
-        return service.metrics.snapshot()
+        with interruptible() as stopped:
+            try:
+                display.phase("Starting the consortium: chain, broker, plant, four member nodes")
+                demo.start()
+                timings.update(demo.timings)
+                if size is not None:
+                    played = demo.scenario(size, display.line)
+                    facts = played.facts
+                    began = time.monotonic()
+                    played.run(on_step=display.step)
+                    timings["scenario_s"] = time.monotonic() - began
+                    display.line(f"scenario played in {timings['scenario_s']:.1f} s")
+                display.close()
+                console.print()
+                for line in demo.dashboard(facts):
+                    console.print(Text(line))
+                if not exit_when_done:
+                    console.print(Text("\nthe consortium keeps running: Ctrl-C stops it"))
+                    _watch(demo, stopped, console)
+            except KeyboardInterrupt:
+                display.close()
+                console.print(Text("\ninterrupted: stopping the demo"))
     finally:
-        await plc.stop()
+        display.close()
+        ignored = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            leftovers = demo.stop()
+        finally:
+            for sig, old in ignored.items():
+                signal.signal(sig, old)
+        if leftovers:
+            console.print(Text(f"still running after the stop: {', '.join(leftovers)}"))
+        else:
+            console.print(Text("demo stopped: every process it started has exited"))
+    facts["timings"] = timings
+    return facts
 
 
-def _inspection(lot: str, thickness_um: float, verdict: str) -> RecordInput:
-    fields = {
-        "part_id": lot,
-        "characteristic": "coating_thickness",
-        "value": thickness_um,
-        "unit": "4H",
-        "verdict": verdict,
-        "inspector_id": "EMP-20931",
-    }
-    return RecordInput("inspection", fields, now_us())
-
-
-def _attest_lab_result(lab: Node, root: Path, progress: Progress) -> None:
-    """The lab measures the cathode lot's nickel share; its oracle signs, its member relays."""
-    fields = {
-        "sample": CATHODE_LOT,
-        "method": "ICP-OES Ni/(Ni+Mn+Co)",
-        "value": 0.8123,
-        "unit": "C62",
-        "verdict": "pass",
-        "analyst_id": "EMP-7781",
-    }
-    record = lab.store().add_records([RecordInput("lab_result", fields, now_us())])[0]
-    ledger = lab.quality_ledger()
-    attestor = Attestor(
-        lab.store(), AttestationSigner(lab.oracle_sender().account, ledger.domain()), ledger
-    )
-    [attestation] = attestor.attest([record])
-    outcome = attestor.submit_pending()
-    if outcome.failed:
-        raise AttestationError(f"the lab result was refused: {outcome.failed[0][1]}")
-    path = root / "attestation-example.json"
-    path.write_text(json.dumps(attestation.to_bundle(), indent=2) + "\n", encoding="utf-8")
-    signer = verify_attestation(attestation.to_bundle(), ledger.domain())
-    on_chain = ledger.read_record(record.record_id)
-    progress(
-        f"{lab.settings.member.name}: lab result {on_chain.value} on-chain, signed by oracle "
-        f"{signer}; bundle in {path}"
-    )
-
-
-def _record_genealogy_and_export(node: Node, root: Path, progress: Progress) -> None:
-    cell = product(CELL_GTIN, lot="L2611", serial="C000123").uri()
-    record_genealogy(
-        node.store(),
-        [
-            Genealogy(
-                output=cell,
-                inputs=(
-                    GenealogyInput(CELL_LOT, InputKind.PARENT_LOT),
-                    GenealogyInput(CATHODE_LOT, InputKind.MATERIAL_LOT),
-                    GenealogyInput(asset("0950600013435COATER01").uri(), InputKind.EQUIPMENT),
-                ),
-                observed_at_us=now_us(),
-                process_step="coating",
-                operator_id="badge-20931",
-            )
-        ],
-    )
-    tree = upstream(node.store(), cell)
-    document = export(node.store())
-    path = root / "epcis-borealis.json"
-    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    progress(
-        f"{node.settings.member.name}: cell {cell} traced to {len(tree.ids()) - 1} upstream "
-        f"ids; {len(document['epcisBody']['eventList'])} EPCIS 2.0 events in {path}"
-    )
+def _watch(demo: DemoConsortium, stopped: threading.Event, console: Console) -> None:
+    """Until stopped: say once when a member process exits on its own."""
+    reported: set[str] = set()
+    while not stopped.wait(2.0):
+        for process in demo.dead_processes():
+            if process.name not in reported:
+                reported.add(process.name)
+                console.print(Text(f"{process.name} exited:\n{process.log_tail(800)}"))
