@@ -208,7 +208,8 @@ class DemoConsortium:
             )
         if self.root.exists():
             self.table.stop_leftovers(self.say)
-            LocalChain(self.root / "chain").stop()
+            if LocalChain(self.root / "chain").stop():
+                self.say("stopped the chain an earlier demo left running")
             shutil.rmtree(self.root)
             self.say(f"starting fresh: removed the previous demo in {self.root}")
         self.root.mkdir(parents=True)
