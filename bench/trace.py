@@ -687,6 +687,12 @@ def main() -> int:
                     if len(wrong) <= 2:
                         first = result.candidates[0].explanation if result.candidates else "-"
                         print(f"  ! not localised for {serial}: #1 {first}")
+            if result.elapsed_ms > 600:
+                phases = ", ".join(f"{n} {ms:.0f}" for n, ms in result.phases)
+                parts = ", ".join(
+                    f"{m.name} {m.elapsed_ms:.0f} ({m.requests})" for m in result.members
+                )
+                print(f"  slow: {result.elapsed_ms:.0f} ms: {phases}; members {parts}")
             bad = [m for m in result.members if m.status != OK]
             if bad:
                 print(f"  ! {serial}: {[(m.name, m.detail) for m in bad]}")

@@ -119,6 +119,9 @@ class Trace:
     detector: str
     started_at_us: int
     elapsed_ms: float
+    phases: tuple[tuple[str, float], ...] = ()
+    """(name, ms): genealogy (the rounds between members, verification included), anomalies
+    (asked and verified), holds (read from the chain), ranking."""
     _by_uid: dict[str, TraceNode] = field(default_factory=dict, repr=False, compare=False)
 
     def node(self, uid: str) -> TraceNode:
@@ -159,6 +162,7 @@ def trace_json(trace: Trace) -> dict[str, Any]:
         "member": trace.member,
         "startedAt": iso_ms(trace.started_at_us),
         "elapsedMs": round(trace.elapsed_ms, 3),
+        "phasesMs": {name: round(ms, 3) for name, ms in trace.phases},
         "detector": trace.detector,
         "nodes": [_node_json(n) for n in trace.nodes],
         "anomalies": [_anomaly_json(a) for a in trace.anomalies],

@@ -289,29 +289,34 @@ class PartReader:
                 answer.records[record.record_id] = record
                 found.append(_decision_anomaly(record, "equipment", window.id))
         # the series; while a baseline is not settled (it trends: the drift began before the
-        # window), the window is extended back by its own length, a few times at most
+        # window), the window is extended back by its own length, a few times at most, reading
+        # only the added stretch each time
         since = window.since_us
         length = max(1, window.until_us - window.since_us)
-        used = 0
-        previous = -1
-        for extension in range(MAX_EXTENSIONS + 1):
-            series, count = self._series(connection, key, since, window.until_us, answer)
+        series, used = self._series(connection, key, since, window.until_us, answer)
+        unsettled = [k for k, s in series.items() if needs_earlier(s.values, self.drift)]
+        for _extension in range(MAX_EXTENSIONS):
+            earlier = max(0, since - length)
+            if not unsettled or earlier == since or window.until_us - earlier > MAX_WINDOW_US:
+                break
+            added, count = self._series(connection, key, earlier, since - 1, answer)
             used += count
             if used > budget:
                 raise RecordError(
                     f"{window.id}: more than {MAX_SERIES_RECORDS} readings in one request; "
                     "ask for shorter windows"
                 )
-            earlier = max(0, since - length)
-            if (
-                extension == MAX_EXTENSIONS
-                or count == previous
-                or earlier == since
-                or window.until_us - earlier > MAX_WINDOW_US
-                or not any(needs_earlier(s.values, self.drift) for s in series.values())
-            ):
+            since = earlier
+            if not count:
                 break
-            since, previous = earlier, count
+            for name, item in added.items():
+                later = series.get(name)
+                if later is not None:
+                    item.times += later.times
+                    item.values += later.values
+                    item.refs += later.refs
+                series[name] = item
+            unsettled = [k for k in unsettled if needs_earlier(series[k].values, self.drift)]
         for item in series.values():
             anomaly = self._drift(connection, window, item, answer)
             if anomaly is not None:

@@ -66,7 +66,12 @@ def trace_text(trace: Trace, evidence: bool = False) -> list[str]:
     if trace.notes:
         lines += ["", "notes"]
         lines += [f"  {note}" for note in trace.notes]
-    lines += ["", f"drift detector: {trace.detector}", f"trace time: {trace.elapsed_ms:.1f} ms"]
+    phases = ", ".join(f"{name} {ms:.1f}" for name, ms in trace.phases)
+    lines += [
+        "",
+        f"drift detector: {trace.detector}",
+        f"trace time: {trace.elapsed_ms:.1f} ms" + (f" ({phases} ms)" if phases else ""),
+    ]
     return lines
 
 

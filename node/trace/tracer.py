@@ -286,8 +286,9 @@ class _Run:
         self.notes: list[str] = []
         self.claims: list[tuple[str, dict[str, Any], dict[str, _Checked]]] = []
         self.facts: list[tuple[str, str, dict[str, Any]]] = []
-        self.started = time.perf_counter()
+        self.started = self.lap = time.perf_counter()
         self.started_at_us = now_us()
+        self.phases: list[tuple[str, float]] = []
 
     # -- the whole run -----------------------------------------------------------------------
 
@@ -295,9 +296,17 @@ class _Run:
         root_owner = self._owner_by_config(self.root) or self.t.own.lower()
         self.nodes[self.root] = _Node(self.root, self.root, "product", root_owner)
         answered = self._genealogy(root_owner)
+        self._lap("genealogy")
         self._anomalies(answered)
+        self._lap("anomalies")
         self._holds(answered)
+        self._lap("holds")
         return self._result()
+
+    def _lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases.append((name, (now - self.lap) * 1000))
+        self.lap = now
 
     # -- 1. genealogy ------------------------------------------------------------------------
 
@@ -645,6 +654,7 @@ class _Run:
             )
         names = {m: log.name for m, log in self.members.items() if log.name}
         symptoms, candidates = rank(self.root, nodes, anomalies, names)
+        self._lap("ranking")
         members = tuple(
             MemberPart(
                 member=log.member,
@@ -668,6 +678,7 @@ class _Run:
             detector=self.t.options.drift.describe(),
             started_at_us=self.started_at_us,
             elapsed_ms=(time.perf_counter() - self.started) * 1000,
+            phases=tuple(self.phases),
         )
 
     def _depths(self) -> dict[str, int]:
