@@ -6,7 +6,9 @@ Routes:
   ``/01/{gtin}/21/{serial}``: the GS1 Digital Link resolver (HTML, passport JSON, or linkset);
 - ``GET /api/v1/records/{id}/proof`` | ``/attestation`` | ``/blobs/{field}``: a value's bundles;
 - ``POST /api/v1/verify``: the proof checker (a proof or attestation bundle in, a verdict out);
-- ``GET /api/v1/health``, ``GET /.well-known/gs1resolver``.
+- ``GET /api/v1/health``, ``GET /.well-known/gs1resolver``;
+- ``POST /api/v1/trace/links`` | ``/anomalies``: this member's part of another member's trace
+  (:mod:`node.api.trace_routes`).
 
 Every error is ``application/problem+json`` (``node.api.problems``).
 """
