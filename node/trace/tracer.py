@@ -94,6 +94,9 @@ from node.trace.peers import OK, PartSource, PeerAnswer
 from node.trace.ranking import rank
 
 _LOT_KINDS = ("material_lot", "parent_lot")
+_MALFORMED = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+"""What a hostile or broken answer can raise while it is read: the member's part fails, the
+trace goes on."""
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
@@ -230,6 +233,10 @@ class _MemberLog:
     requests: int = 0
     elapsed_s: float = 0.0
 
+    def fail(self, status: str, detail: str) -> None:
+        if self.status == OK:
+            self.status, self.detail = status, detail
+
     def record(self, answer: PeerAnswer) -> None:
         self.requests += 1
         self.elapsed_s += answer.elapsed_s
@@ -329,8 +336,16 @@ class _Run:
                     for uid in ids:
                         self.nodes[uid].upstream = Check(answer.status, answer.detail)
                     continue
+                try:
+                    found = self._absorb_links(member, ids, answer.body)
+                except _MALFORMED as exc:
+                    why = f"{self._name(member)} served a malformed answer ({type(exc).__name__})"
+                    self.members.setdefault(member, _MemberLog(member)).fail(FAILED, why)
+                    for uid in ids:
+                        self.nodes[uid].upstream = Check(FAILED, why)
+                    continue
                 answered.add(member)
-                for owner, uid in self._absorb_links(member, ids, answer.body):
+                for owner, uid in found:
                     if (owner, uid) not in asked:
                         following.setdefault(owner, []).append(uid)
             pending = following
@@ -401,13 +416,28 @@ class _Run:
                     self.checked[(m, r)].verification.status for r, m in node.made_by.items()
                 ]
                 node.upstream = Check(worst(statuses), f"genealogy served by {self._name(member)}")
+        said = {keys.canonical(str(u)) for u in body.get("unknown") or [] if isinstance(u, str)}
+        for uid in asked:
+            node = self.nodes.get(uid)
+            if (
+                node is not None
+                and not node.made_by
+                and uid not in said
+                and node.upstream is None
+                and not any(self.nodes[c].implied for c in node.children)
+            ):
+                node.upstream = Check(
+                    FAILED, f"{self._name(member)} served no genealogy of it, nor said why"
+                )
         hints = body.get("owners") if isinstance(body.get("owners"), Mapping) else {}
         assert isinstance(hints, Mapping)
         unknown = body.get("unknown") if isinstance(body.get("unknown"), list) else []
         assert isinstance(unknown, list)
         following: list[tuple[str, str]] = []
         for raw in unknown:
-            uid = keys.canonical(str(raw))
+            if not isinstance(raw, str):
+                continue
+            uid = keys.canonical(raw)
             node = self.nodes.get(uid)
             if node is None:
                 continue
@@ -481,7 +511,13 @@ class _Run:
                     f"anomalies of {self._name(member)}'s part not known: {answer.detail}"
                 )
                 continue
-            records = self._check(member, answer.body.get("records"))
+            try:
+                records = self._check(member, answer.body.get("records"))
+            except _MALFORMED as exc:
+                why = f"{self._name(member)} served a malformed answer ({type(exc).__name__})"
+                self.members.setdefault(member, _MemberLog(member)).fail(FAILED, why)
+                self.notes.append(f"anomalies of {self._name(member)}'s part not known: {why}")
+                continue
             claims = answer.body.get("anomalies")
             for claim in claims if isinstance(claims, list) else []:
                 if isinstance(claim, dict):
@@ -592,6 +628,8 @@ class _Run:
                 verification = self._verify(member, record_id, record_type, bundle, entry)
             except (ChainError, ConfigError) as exc:
                 verification = Verification(UNAVAILABLE, f"the chain could not be asked: {exc}")
+            except _MALFORMED as exc:
+                verification = Verification(FAILED, f"a malformed bundle ({type(exc).__name__})")
         return _Checked(record_id, member, record_type, observed, record["fields"], verification)
 
     def _verify(

@@ -82,3 +82,10 @@ def test_a_bad_tokens_file_is_a_config_error(tmp_path: Path) -> None:
     bad.write_text('"not-an-address" = "x"\n', encoding="utf-8")
     result = CliRunner().invoke(node.cli.app, ["trace", ITEM_1, "--tokens", str(bad)])
     assert isinstance(result.exception, ConfigError)
+
+
+def test_a_uri_that_is_not_a_product_is_an_identifier_error() -> None:
+    from node.errors import IdentifierError
+
+    result = CliRunner().invoke(node.cli.app, ["trace", "https://id.gs1.org/8004/950600X-1"])
+    assert isinstance(result.exception, IdentifierError)

@@ -136,3 +136,29 @@ def test_the_trace_routes_are_documented(client: TestClient) -> None:
     for path in ("/api/v1/trace/links", "/api/v1/trace/anomalies"):
         responses = paths[path]["post"]["responses"]
         assert {"200", "400", "401", "403", "429", "503"} <= set(responses)
+
+
+def test_the_suppliers_answers_hold_nothing_private(world: World) -> None:
+    import httpx
+
+    from tests.trace.world import CRYSTALLIZER, KILN, LITHIUM
+
+    window = {"since_us": T0 - 30 * HOUR, "until_us": T0}
+    for member, ids, equipment in (
+        ("sierra", [CATHODE], KILN),
+        ("rhea", [LITHIUM], CRYSTALLIZER),
+    ):
+        base = world.urls[member]
+        headers = _bearer(AUTHORITY_TOKEN)
+        links = httpx.post(f"{base}/api/v1/trace/links", json={"ids": ids}, headers=headers)
+        anomalies = httpx.post(
+            f"{base}/api/v1/trace/anomalies",
+            json={"subjects": ids, "equipment": [{"id": equipment, **window}]},
+            headers=headers,
+        )
+        assert links.status_code == anomalies.status_code == 200
+        for text in (links.text, anomalies.text):
+            for secret in SECRETS:
+                assert secret not in text
+            for field in ("operator_id", "inspector_id", "biometric_template"):
+                assert field not in text

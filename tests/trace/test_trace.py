@@ -316,3 +316,31 @@ def test_a_window_starting_after_the_onset_is_extended_back_to_find_it(world: Wo
     [drift] = [a for a in answer["anomalies"] if a["kind"] == PARAMETER_DRIFT]
     assert drift["atUs"] == onset
     assert drift["details"]["windowExtendedUs"] >= hour
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        lambda body: {**body, "records": {"0x12": "not a record"}, "unknown": [["a list"]]},
+        lambda body: {**body, "records": [1, 2, 3], "implied": "nope", "owners": 7},
+        lambda body: {
+            **body,
+            "records": {
+                rid: {"bundle": {**entry["bundle"], "leafValue": 5, "proof": "x"}}
+                for rid, entry in body.get("records", {}).items()
+                if "bundle" in entry
+            },
+            "anomalies": [{"kind": 5, "scope": "equipment", "details": []}, "x"],
+        },
+    ],
+)
+def test_a_malformed_answer_fails_that_part_and_the_trace_goes_on(
+    world: World, proxied: dict[str, Any], garbage: Any
+) -> None:
+    proxied["rewrite"] = lambda path, body: garbage(body)
+    url = proxied["start"](world.urls["sierra"])
+    trace = _trace(world, endpoints={world.addresses["sierra"]: url})
+    cathode = _node(trace, CATHODE)
+    assert cathode.upstream is not None and cathode.upstream.status == FAILED
+    assert trace.symptoms  # Cygnus' own part is there
+    assert any(a.kind == "incoming_out_of_spec" for a in trace.anomalies)
