@@ -413,6 +413,8 @@ class Display:
     def step(self, step: Step, state: str) -> None:
         if state == "running":
             self.phase(step.title)
+        else:
+            self._finish()
 
     def _finish(self) -> None:
         if self.progress is not None and self._task is not None:
