@@ -1,7 +1,7 @@
 """``qnode demo`` as a user runs it (``scripts/demo`` execs it): it runs until Ctrl-C and then
 leaves no process behind; a second demo on the same directory is refused while the first runs;
 a demo killed outright takes its nodes with it, and the next run stops what is left and starts
-fresh."""
+fresh (and stops on SIGTERM as on Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -136,9 +136,14 @@ def test_a_demo_killed_outright_takes_its_nodes_along_and_the_next_run_starts_fr
     wait_gone(nodes)  # the kernel's parent-death signal
     assert alive(pids["hardhat"])  # the chain outlives its starter by design
 
-    again = command.run("--exit-when-done")
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "stopped the chain an earlier demo left running" in again.stdout
-    assert "starting fresh: removed the previous demo" in again.stdout
-    assert "demo stopped: every process it started has exited" in again.stdout
-    wait_gone({"hardhat": pids["hardhat"]}, timeout=1.0)
+    again = command.start()
+    command.wait_ready()
+    output = command.output()
+    assert "stopped the chain an earlier demo left running" in output
+    assert "starting fresh: removed the previous demo" in output
+    assert not alive(pids["hardhat"])
+    fresh = command.pids()
+    again.send_signal(signal.SIGTERM)  # like Ctrl-C
+    assert again.wait(60) == 0, command.output()
+    assert "demo stopped: every process it started has exited" in command.output()
+    wait_gone(fresh, timeout=1.0)
