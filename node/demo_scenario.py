@@ -27,8 +27,8 @@ step waiting until its effect is on-chain and in the members' stores and pages.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -91,7 +91,7 @@ from node.demo_records import (
     store_genealogy,
 )
 from node.errors import ContractRevertError
-from node.keys import read_keystore
+from node.keys import PASSWORD_ENV, read_keystore
 from node.offchain.store import Store, now_us
 from node.oracles.attestation import AttestationSigner
 from node.oracles.attestor import RECORD_GAS
@@ -850,8 +850,7 @@ class Scenario:
     def trace(self) -> None:
         """``qnode trace`` (issue 7, item 4, node/trace) from a faded cell, run by the cell maker
         with the legitimate-interest tokens the other members gave it; its top root-cause
-        candidate, as it ranks them, and the drift it should find. Skipped, saying so, in a tree
-        where ``qnode trace`` does not exist."""
+        candidate, as it ranks them, and the drift it should find."""
         production = self.lots.get("B")
         if production is None:
             return
@@ -861,15 +860,11 @@ class Scenario:
             f"{REFINER.name}'s crystallizer CR-2 (7801234CR2): temperature-loop integral time "
             f"{TI_BEFORE_S:.0f} s -> {TI_AFTER_S:.0f} s from {drift_at}"
         )
-        self.facts["trace"] = None
-        if not trace_available():
-            self.say(f"qnode trace is not in this tree; the root cause to find: {expected}")
-            return
         svg = self.layout.root / f"trace-{production.serials[0]}.svg"
         config = str(self.layout.config_file(CELLS))
         tokens = str(self.layout.trace_tokens_file)
         command = ["trace", cell, "-c", config, "--tokens", tokens]
-        self.say("$ qnode " + " ".join(command))
+        self.say(f"$ {PASSWORD_ENV}={DEMO_PASSWORD} qnode " + " ".join(command))
         started = time.monotonic()
         result = subprocess.run(
             [sys.executable, "-m", "node", *command, "--json", "--svg", str(svg)],
@@ -899,7 +894,13 @@ class Scenario:
             f"traced across {len(traced['members'])} members in {traced['elapsedMs']:.0f} ms "
             f"({elapsed:.1f} s with the command's start); graph in {svg}"
         )
-        self.say(f"the root cause put in: {expected}")
+        top = anomalies.get(traced["candidates"][0]["anomaly"], {}) if traced["candidates"] else {}
+        found = (
+            top.get("details", {}).get("parameter") == "integral_time"
+            and top.get("atMs") == self.facts["drift_at_us"] // 1000
+        )
+        verdict = "found as the top candidate" if found else "NOT the top candidate"
+        self.say(f"the root cause put in, {verdict}: {expected}")
         self.facts["trace"] = traced
 
     # -- 7. governance: key rotation ------------------------------------------------------------
@@ -1006,22 +1007,7 @@ def _iso_ms(timestamp_us: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros // 1000:03d}Z"
 
 
-def trace_available() -> bool:
-    """Whether ``qnode trace`` exists in this tree (node/trace* from issue 7, item 4)."""
-    if importlib.util.find_spec("node.trace") is None:
-        return False
-    from node.cli import app
-
-    names = [c.name or getattr(c.callback, "__name__", "") for c in app.registered_commands]
-    names += [g.name or "" for g in app.registered_groups]
-    return "trace" in names
-
-
 def _env_with_password() -> dict[str, str]:
-    import os
-
-    from node.keys import PASSWORD_ENV
-
     return {**os.environ, PASSWORD_ENV: DEMO_PASSWORD, "NO_COLOR": "1"}
 
 

@@ -8,6 +8,9 @@ anomaly is a **candidate**, scored by adding up, each in its own words in the re
   equipment or suppliers +25, a supplier hold or an open 8D case +20, quarantined readings of the
   equipment's devices +15 (a sensor problem can hide a process one), an effect upstream (a failed
   inspection of an intermediate lot) +10;
+- *a setting changed*: +15 for a drift of a parameter that was held constant over its baseline (a
+  controller's tuning, a configured value): the process variables it governs drift with it, but
+  as its consequences;
 - *how far upstream*: +10 per genealogy level between it and the traced product: the earliest
   upstream anomaly explains the most of what happened downstream;
 - *time precedence* (causes only): +20 if it began before the output made with that equipment or
@@ -47,6 +50,11 @@ KIND_POINTS: Mapping[str, tuple[float, str]] = {
     CORRECTIVE_ACTION_OPEN: (20, "an 8D case is open with the supplier"),
     QUARANTINED_READINGS: (15, "readings of the equipment were refused (a sensor problem)"),
 }
+SETTING_POINTS = (
+    15.0,
+    "a setting held constant before (a controller's tuning, a configured value) changed: "
+    "what it governs follows it",
+)
 EFFECT_POINTS = (10.0, "a defect upstream (an effect that may pass the cause on)")
 LEVEL_POINTS = 10.0
 PRECEDES_POINTS = 20.0
@@ -123,6 +131,8 @@ def _score(
     else:
         points, why = KIND_POINTS.get(anomaly.kind, (0.0, "an anomaly"))
         add(points, why)
+    if anomaly.kind == PARAMETER_DRIFT and _held_constant(anomaly):
+        add(*SETTING_POINTS)
     node = nodes[anomaly.node]
     if node.depth > 0:
         add(LEVEL_POINTS * node.depth, f"{node.depth} level(s) upstream of the traced product")
@@ -158,6 +168,11 @@ def _score(
     else:
         add(UNVERIFIED_POINTS, f"not verified ({status}): {anomaly.check.detail}")
     return score, reasons
+
+
+def _held_constant(anomaly: Anomaly) -> bool:
+    baseline = anomaly.details.get("baseline")
+    return isinstance(baseline, Mapping) and baseline.get("sigmaFloored") is True
 
 
 def _path_to_root(start: str, root: str, parents: Mapping[str, list[str]]) -> list[str]:

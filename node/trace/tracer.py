@@ -765,16 +765,19 @@ class _Run:
 
     def _build_anomalies(self) -> list[Anomaly]:
         raw: list[tuple[int, str, str, str, str, Mapping[str, Any], Check]] = []
-        seen: set[tuple[str, tuple[str, ...]]] = set()
+        seen: set[tuple[str, ...]] = set()
         for member, claim, records in self.claims:
             built = self._claim(member, claim, records)
             if built is None:
                 continue
             kind, node_uid, at_us, summary, details, check = built
-            refs = tuple(check.records)
-            if refs and (kind, refs) in seen:
+            # one claim served twice is one anomaly; two quantities of the same readings
+            # (a controller's tuning and the temperature it controls) are two
+            parameter = (str(details.get("device")), str(details.get("parameter")))
+            same = (kind, node_uid, *parameter, *check.records)
+            if check.records and same in seen:
                 continue
-            seen.add((kind, refs))
+            seen.add(same)
             raw.append((at_us, kind, node_uid, member, summary, details, check))
         for customer, supplier, fact in self.facts:
             lots = sorted(
@@ -1019,7 +1022,12 @@ class _Run:
         else:
             base = baseline_of(values["baseline"], self.t.options.drift)
             after = values["run"] + values["confirmation"]
-            shown["baseline"] = {"mean": base.mean, "sigma": base.sigma, "points": base.count}
+            shown["baseline"] = {
+                "mean": base.mean,
+                "sigma": base.sigma,
+                "sigmaFloored": base.sigma_floored,
+                "points": base.count,
+            }
             shift = sum(after) / len(after) - base.mean
             shown["shift"], shown["shiftSigma"] = shift, shift / base.sigma
             summary = _drift_summary(shown, base.mean, shift, len(after))

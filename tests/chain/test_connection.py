@@ -152,10 +152,7 @@ def test_embedded_chain_serves_several_threads_at_once() -> None:
     """eth-tester mines a block per transaction; two threads mining at once broke its canonical
     chain (BlockNotFound) before the provider served requests one at a time."""
     connection = embedded_chain(LOCAL_CHAIN_ID)
-    senders = [
-        TransactionSender(connection, hardhat_dev_key(index))
-        for index in range(4)
-    ]
+    senders = [TransactionSender(connection, hardhat_dev_key(index)) for index in range(4)]
     errors: list[BaseException] = []
 
     def send_transfers(sender: TransactionSender) -> None:

@@ -219,8 +219,6 @@ def test_the_pid_drift_and_the_faded_lot_are_on_chain_and_in_the_pages(played: P
 
 def test_qnode_trace_finds_the_crystallizer_drift_across_three_members(played: Played) -> None:
     trace = played.facts["trace"]
-    if trace is None:  # a tree without node/trace (issue 7, item 4)
-        pytest.skip("qnode trace is not in this tree")
     members = {m["name"]: m for m in trace["members"]}
     assert set(members) == {REFINER.name, CATHODE.name, CELLS.name}
     assert all(m["status"] == "ok" for m in members.values()), members
@@ -237,7 +235,6 @@ def test_qnode_trace_finds_the_crystallizer_drift_across_three_members(played: P
     assert drift["verification"]["status"] == "verified"
     top = {a["uid"]: a for a in trace["anomalies"]}[trace["candidates"][0]["anomaly"]]
     assert top["uid"] == drift["uid"], trace["candidates"][:3]
-    assert trace["elapsedMs"] < 1000
 
 
 def test_a_signature_by_the_rotated_out_key_is_refused_on_chain(played: Played) -> None:

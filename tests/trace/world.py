@@ -3,8 +3,9 @@ genealogy crosses all three, plus a separator supplier whose node is down.
 
 - **Rhea Lithium** (refiner, prefix 4098765): crystallizers CRYST-3 and CRYST-1; CRYST-3's PID
   gain (``pid_kp``, read every 30 s by device ``4098765CRYST-3/pid``) is constant at 2.4 until
-  :attr:`World.drift_onset_us` (a millisecond timestamp), then ramps up; lithium lot LI-1 is made
-  on CRYST-3 five hours later, LI-0 on CRYST-1; two readings of CRYST-3 were quarantined.
+  :attr:`World.drift_onset_us` (a millisecond timestamp), then ramps up; the temperature the
+  loop controls runs 6 °C higher from the same reading on; lithium lot LI-1 is made on CRYST-3
+  five hours later, LI-0 on CRYST-1; two readings of CRYST-3 were quarantined.
 - **Sierra Cathodes** (cathode supplier, prefix 4012345): cathode lot CATH-7 from LI-1 and its own
   precursor PRE-3, calcined in KILN-2 (a rule fired on the kiln's temperature); CATH-7's Li/Me
   ratio inspection failed. CATH-8 is made from LI-0.
@@ -273,9 +274,10 @@ def _rhea(store: Store) -> None:
 
     def gain(index: int) -> list[dict[str, Any]]:
         kp = 2.4 if index < DRIFT_INDEX else 2.4 + 0.0015 * (index - DRIFT_INDEX + 1)
+        overshoot = 0.0 if index < DRIFT_INDEX else 6.0  # the over-tuned loop's answer
         return [
             {"q": "pid_kp", "v": round(kp, 6), "u": "C62"},
-            {"q": "temperature", "v": round(rng.gauss(45.0, 0.3), 3), "u": "CEL"},
+            {"q": "temperature", "v": round(rng.gauss(45.0, 0.3) + overshoot, 3), "u": "CEL"},
         ]
 
     def steady(index: int) -> list[dict[str, Any]]:
