@@ -49,10 +49,9 @@ def test_blocks_come_on_a_clock_and_a_transaction_waits_for_the_next(
     first = interval_chain.head_block()
     time.sleep(3 * BLOCK_MS / 1000)
     assert interval_chain.head_block() >= first + 2  # empty blocks too, like a QBFT network
-    started = time.monotonic()
+    head = interval_chain.head_block()
     receipt = sender.transfer(hardhat_dev_key(4).address, 1)
-    assert receipt.block_number > first
-    assert time.monotonic() - started < 5 * BLOCK_MS / 1000
+    assert receipt.block_number > head  # mined in a later block, not on arrival
 
 
 @pytest.mark.hardhat

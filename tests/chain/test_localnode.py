@@ -106,9 +106,7 @@ def test_start_status_restart_stop_round_trip(tmp_path: Path) -> None:
     assert stale.pid == stale_pid
     assert "stale" in stale.message
 
-    started = time.monotonic()
     status = chain.start(port=0)  # a free port
-    elapsed = time.monotonic() - started
     try:
         assert status.url is not None
         port = int(status.url.rsplit(":", 1)[1])
@@ -117,7 +115,6 @@ def test_start_status_restart_stop_round_trip(tmp_path: Path) -> None:
         assert status.head_block == 0
         assert status.url == f"http://127.0.0.1:{port}"
         assert status.pid is not None and status.pid != stale_pid
-        assert elapsed < 30
 
         record = json.loads(chain.pid_file.read_text())
         assert {"pid", "port", "host", "url", "mining", "log_file", "started_at"} <= set(record)
