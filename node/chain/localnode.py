@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 8545
+PORT_RELEASE_S = 10.0  # how long restart() waits for its port to be free again
 MINING_MODES = ("auto", "interval", "manual")
 PID_FILE_NAME = "hardhat.pid.json"
 LOG_FILE_NAME = "hardhat.log"
@@ -647,9 +648,18 @@ class LocalChain:
         else:
             port, host, mining, interval_ms = DEFAULT_PORT, "127.0.0.1", "auto", 1000
         self.stop()
+        _wait_port_free(host, port, PORT_RELEASE_S)
         return self.start(
             port=port, host=host, mining=mining, interval_ms=interval_ms, timeout=timeout
         )
+
+
+def _wait_port_free(host: str, port: int, timeout: float) -> None:
+    """Wait while ``port`` is taken: the stopped node's sockets may linger a moment, and on a busy
+    machine an outgoing connection can hold it as its ephemeral port; start() then says so."""
+    deadline = time.monotonic() + timeout
+    while _port_in_use(host, port) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -153,6 +154,40 @@ def test_start_status_restart_stop_round_trip(tmp_path: Path) -> None:
     after = chain.status()
     assert not after.running and "no PID file" in after.message
     assert chain.stop() is False
+
+
+def _hold_port(port: int) -> socket.socket:
+    """A listener on ``port`` once the stopped node's own sockets have let go of it."""
+    deadline = time.monotonic() + 30
+    while True:
+        holder = socket.socket()
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            holder.bind(("127.0.0.1", port))
+        except OSError:
+            holder.close()
+            assert time.monotonic() < deadline, f"port {port} never came free"
+            time.sleep(0.05)
+            continue
+        holder.listen()
+        return holder
+
+
+def test_restart_waits_while_its_port_is_briefly_held_elsewhere(tmp_path: Path) -> None:
+    chain = LocalChain(tmp_path / "run")
+    first = chain.start(port=0)
+    try:
+        assert first.url is not None
+        port = int(first.url.rsplit(":", 1)[1])
+        chain.stop()
+        holder = _hold_port(port)  # e.g. another process's outgoing connection on that port
+        releaser = threading.Timer(0.5, holder.close)
+        releaser.start()
+        again = chain.restart()
+        releaser.join()
+        assert again.running and again.url == first.url
+    finally:
+        chain.stop()
 
 
 def test_stop_when_nothing_runs_returns_false(tmp_path: Path) -> None:
