@@ -219,7 +219,7 @@ def build_world(tmp: Path) -> World:
             )
         ]
     )
-    _attest_and_anchor(
+    attest_and_anchor(
         b_store, borealis, ledger.address, registry.address, oracles["borealis"], chain
     )
 
@@ -349,7 +349,7 @@ def build_world(tmp: Path) -> World:
         strict=True,
     ):
         ids[name] = record.record_id
-    _attest_and_anchor(store, aster, ledger.address, registry.address, oracles["aster"], chain)
+    attest_and_anchor(store, aster, ledger.address, registry.address, oracles["aster"], chain)
     # one more inspection, neither signed nor anchored yet: "pending"
     [late] = store.add_records(
         [
@@ -370,7 +370,7 @@ def build_world(tmp: Path) -> World:
     ids["pending_inspection"] = late.record_id
     ids["borealis_lab"] = b_lab.record_id
 
-    server = _serve(create_app(borealis_settings, lambda: borealis), port_b)
+    server = serve(create_app(borealis_settings, lambda: borealis), port_b)
     return World(
         chain,
         aster,
@@ -387,7 +387,7 @@ def build_world(tmp: Path) -> World:
     )
 
 
-def _attest_and_anchor(
+def attest_and_anchor(
     store: Any, node: Node, ledger: str, registry: str, oracle: LocalAccount, chain: ChainConnection
 ) -> None:
     oracle_sender = TransactionSender(chain, oracle)
@@ -401,7 +401,7 @@ def _attest_and_anchor(
     batcher.anchor_pending(AnchorRegistry.at(oracle_sender, registry))
 
 
-def _serve(app: FastAPI, port: int) -> uvicorn.Server:
+def serve(app: FastAPI, port: int) -> uvicorn.Server:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -409,6 +409,6 @@ def _serve(app: FastAPI, port: int) -> uvicorn.Server:
     deadline = time.monotonic() + 10
     while not server.started:
         if time.monotonic() > deadline:
-            raise RuntimeError("the Borealis API did not start")
+            raise RuntimeError("a test API did not start")
         time.sleep(0.01)
     return server

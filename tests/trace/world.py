@@ -23,8 +23,6 @@ ones attested. One embedded chain.
 from __future__ import annotations
 
 import random
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +36,6 @@ from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from node.anchoring.batcher import Batcher, BatchPolicy
 from node.api import create_app
 from node.api.access import token_hash
 from node.chain.anchor_registry import AnchorRegistry
@@ -54,12 +51,11 @@ from node.offchain.classification import DEFAULT_RECORD_TYPES
 from node.offchain.genealogy import Genealogy, GenealogyInput, InputKind, record_genealogy
 from node.offchain.records import RecordInput
 from node.offchain.store import Store
-from node.oracles.attestation import AttestationSigner
-from node.oracles.attestor import Attestor
 from node.oracles.digital_link import asset, check_digit, product
 from node.oracles.quarantine import Quarantine, QuarantineEntry
 from node.runtime import Node
 from node.settings import LOCAL_CHAIN_ID, Settings, settings_from_values
+from tests.api.world import attest_and_anchor, serve
 
 HOUR = 3600 * 1_000_000
 T0 = 1_790_000_000_000_000
@@ -237,7 +233,9 @@ def build_world(tmp: Path) -> World:
     _sierra(nodes["sierra"].store())
     _cygnus(nodes["cygnus"].store(), addresses["sierra"])
     for name, node in nodes.items():
-        _attest_and_anchor(node, ledger.address, registry.address, oracles[name], chain)
+        attest_and_anchor(
+            node.store(), node, ledger.address, registry.address, oracles[name], chain
+        )
     pair.supplier_quality.place_hold(addresses["sierra"], b"\x11" * 32)
     world = World(chain, nodes, settings, addresses, urls)
     for name in ("sierra", "rhea"):
@@ -484,35 +482,7 @@ def _cygnus(store: Store, sierra: str) -> None:
     )
 
 
-def _attest_and_anchor(
-    node: Node, ledger: str, registry: str, oracle: LocalAccount, chain: ChainConnection
-) -> None:
-    store = node.store()
-    oracle_sender = TransactionSender(chain, oracle)
-    as_ledger = QualityLedger.at(node.sender, ledger)
-    attestor = Attestor(store, AttestationSigner(oracle, as_ledger.domain()), as_ledger)
-    attestor.attest_unattested()
-    outcome = attestor.submit_pending()
-    assert outcome.failed == (), outcome.failed
-    batcher = Batcher(store, node.address, BatchPolicy(4096, 5.0))
-    batcher.close_batches(force=True)
-    batcher.anchor_pending(AnchorRegistry.at(oracle_sender, registry))
-
-
 # -- servers ---------------------------------------------------------------------------------
-
-
-def serve(app: FastAPI, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("a test API did not start")
-        time.sleep(0.01)
-    return server
 
 
 def proxy(target: str, rewrite: Callable[[str, dict[str, Any]], dict[str, Any]]) -> FastAPI:
