@@ -1,7 +1,8 @@
 """The records the demo's members write about their products, as their plants would: lots and
 their genealogy (refiner lot -> cathode lot -> cell lot -> cells with random 80-bit serials), PID
 setpoints, lab results co-signed by the test lab, cell inspections, bake curves from the oven's
-0.5 s readings, incoming inspections of cathode lots.
+0.5 s readings, incoming inspections of cathode lots (and the months of them kept before the
+demo), contingency-plan reviews.
 
 Records go into a member's store directly, as the member's LIMS or MES would put them; the
 member's running node (``qnode run``, another process) anchors them, and signs and relays the
@@ -47,7 +48,9 @@ __all__ = [
     "LabDesk",
     "Lot",
     "bake_curve_blob",
+    "contingency_plan",
     "genealogy",
+    "incoming_inspection",
     "incoming_lot",
     "inspection",
     "lab_result",
@@ -182,19 +185,11 @@ def incoming_lot(
     """Store an incoming inspection of a supplier member's lot together with the
     ``incoming_lot`` action that records it on SupplierQuality.sol (done by the running node)."""
     lsl, usl = limits
-    fields = {
-        "supplier": supplier,
-        "part": part,
-        "characteristic": characteristic,
-        "lot": lot,
-        "value": value,
-        "unit": unit,
-        "lsl": lsl,
-        "usl": usl,
-        "inspector_id": inspector,
-    }
+    inspected = incoming_inspection(
+        supplier, part, characteristic, lot, value, unit, limits, inspector, now_us()
+    )
     with store.transaction() as connection:
-        [record] = store.write_records(connection, [RecordInput("incoming_lot", fields, now_us())])
+        [record] = store.write_records(connection, [inspected])
         payload = {
             "supplier": supplier,
             "part": part,
@@ -209,6 +204,55 @@ def incoming_lot(
         key = f"incoming_lot:{record.record_id}"
         ActionOutbox(store).enqueue(connection, [ActionRequest("incoming_lot", key, payload)])
     return record
+
+
+def incoming_inspection(
+    supplier: str,
+    part: str,
+    characteristic: str,
+    lot: str,
+    value: float,
+    unit: str,
+    limits: tuple[float, float],
+    inspector: str,
+    at_us: int,
+) -> RecordInput:
+    """An incoming inspection of a supplier's lot. On its own (as for the months before the
+    demo) it is kept in the store and anchored, not recorded on SupplierQuality.sol."""
+    lsl, usl = limits
+    fields = {
+        "supplier": supplier,
+        "part": part,
+        "characteristic": characteristic,
+        "lot": lot,
+        "value": value,
+        "unit": unit,
+        "lsl": lsl,
+        "usl": usl,
+        "inspector_id": inspector,
+    }
+    return RecordInput("incoming_lot", fields, at_us)
+
+
+def contingency_plan(
+    plan_id: str,
+    title: str,
+    scope: str,
+    version: str,
+    review_interval_days: float,
+    reviewer: str,
+    reviewed_at_us: int,
+) -> RecordInput:
+    """One review of a contingency plan (its observation time is the review)."""
+    fields = {
+        "plan_id": plan_id,
+        "title": title,
+        "scope": scope,
+        "version": version,
+        "review_interval_days": review_interval_days,
+        "reviewer_id": reviewer,
+    }
+    return RecordInput("contingency_plan", fields, reviewed_at_us)
 
 
 def oven_readings(store: Store, since_us: int, until_us: int) -> list[tuple[int, float]]:

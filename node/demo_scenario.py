@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -81,7 +82,9 @@ from node.demo_records import (
     Lot,
     bake_curve,
     bake_curve_blob,
+    contingency_plan,
     genealogy,
+    incoming_inspection,
     incoming_lot,
     inspection,
     lab_result,
@@ -97,6 +100,7 @@ from node.oracles.attestation import AttestationSigner
 from node.oracles.attestor import RECORD_GAS
 from node.oracles.epcis import export, import_document
 from node.oracles.simulators.erp import ErpSimulator
+from node.resilience.charts import duration_text
 from node.runtime import Node
 
 __all__ = ["FULL", "PRIVATE_VALUES", "SHORT", "Scenario", "ScenarioSize", "Step"]
@@ -308,6 +312,7 @@ class Scenario:
             Step("fade", "Crystallizer PID drift -> cell lot with low-temperature fade", self.fade),
             Step("trace", "qnode trace: root cause across three members", self.trace),
             Step("rotate", "Governance: oracle key rotated, revoked key refused", self.rotate_key),
+            Step("resilience", "Resilience dashboard", self.resilience),
         ]
 
     # -- helpers ------------------------------------------------------------------------------
@@ -962,6 +967,95 @@ class Scenario:
         except ContractRevertError as exc:
             return exc, _failed_tx(member, sender.address, head)
         raise DemoError("the chain accepted a result signed with a revoked oracle key")
+
+    # -- 8. the resilience dashboard ------------------------------------------------------------
+
+    def resilience(self) -> None:
+        """Aster's records from before the demo (incoming inspections of Borealis' lots over the
+        past months, kept in its store; its contingency plans' reviews), then its dashboard's
+        JSON from its API, summarised, and the page's URL."""
+        cells, cathode = self.node(CELLS), self.node(CATHODE)
+        history = past_inspections(cathode.address, OPERATORS["cells_qc"])
+        cells.store().add_records([*history, *contingency_plans(OPERATORS["cells_qc"])])
+        response = httpx.get(
+            f"{self.layout.api_url(CELLS)}/api/v1/resilience",
+            headers={"Authorization": f"Bearer {self.layout.authority_token}"},
+            timeout=60.0,
+        )
+        if response.status_code != 200:
+            raise DemoError(f"GET /api/v1/resilience answered {response.status_code}")
+        report: dict[str, Any] = response.json()
+        self.say(
+            f"{CELLS.name} had inspected {len(history)} lots of {CATHODE.name} over the past "
+            "11 months (in its store, before the demo) and reviews 3 contingency plans"
+        )
+        for group in report["qrrc"]["byScope"]:
+            median = group["medianS"]
+            self.say(
+                f"recovery cycle, {group['scopeKind']} {group['label']}: {group['recovered']} of "
+                f"{group['count']} back to baseline"
+                + (f", median {duration_text(median)}" if median is not None else "")
+                + (f", {group['open']} open" if group["open"] else "")
+            )
+        risk, tasks = report["highRiskSuppliers"], report["taskHandling"]["all"]
+        plans = report["contingencyPlans"]
+        self.say(
+            f"high-risk suppliers: {risk['highRisk']} of {risk['total']}; tasks: "
+            f"{tasks['closed']} of {tasks['count']} closed; contingency plans: {plans['fresh']} "
+            f"of {plans['total']} fresh"
+        )
+        for supplier in report["radar"]["suppliers"]:
+            axes = ", ".join(
+                f"{a['title']} {a['score']:.2f}" if a["score"] is not None else f"{a['title']} -"
+                for a in supplier["axes"]
+            )
+            self.say(f"capability radar, {supplier['label']}: {axes}")
+        self.say(f"dashboard: {self.layout.api_url(CELLS)}/explorer/resilience")
+        self.facts.update(resilience=report, history_lots=len(history))
+
+
+def past_inspections(supplier: str, inspector: str) -> list[Any]:
+    """Four lots a month over the 11 months before this one, moisture in spec but for a
+    two-lot excursion seven months ago (seeded: the same history every run)."""
+    rng = random.Random(4711)
+    now = datetime.now(UTC)
+    records = []
+    for months_ago in range(11, 0, -1):
+        month_start = (now.replace(day=1) - timedelta(days=30 * months_ago)).replace(day=1)
+        for n in range(4):
+            at = month_start + timedelta(days=3 + 7 * n, hours=rng.uniform(6, 18))
+            ppm = round(rng.gauss(170.0, 22.0), 1)
+            if months_ago == 7 and n < 2:
+                ppm = round(MOISTURE_USL_PPM + rng.uniform(10, 40), 1)
+            lot = Lot(CATHODE.product_gtin or "", f"NCM811-{at:%y%m}-{n + 1:02d}")
+            records.append(
+                incoming_inspection(
+                    supplier,
+                    "NCM811 cathode active material",
+                    "moisture (Karl Fischer)",
+                    lot.uri,
+                    ppm,
+                    "59",
+                    (0.0, MOISTURE_USL_PPM),
+                    inspector,
+                    _epoch_us(at),
+                )
+            )
+    return records
+
+
+def contingency_plans(reviewer: str) -> list[Any]:
+    """Three plans of the cell maker: two reviewed within their interval, one overdue."""
+    now = now_us()
+    day = 86_400_000_000
+    return [
+        contingency_plan("coater-outage", "Coater outage", "line coater", "3", 180, reviewer,
+                         now - 40 * day),
+        contingency_plan("cathode-supply", "Cathode supply interruption",
+                         f"supplier {CATHODE.name}", "2", 365, reviewer, now - 120 * day),
+        contingency_plan("formation-oven", "Formation-oven failure", "line formation", "1", 365,
+                         reviewer, now - 420 * day),
+    ]  # fmt: skip
 
 
 def _action_done(outbox: ActionOutbox, key: str) -> Callable[[], bool]:

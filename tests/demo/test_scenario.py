@@ -285,3 +285,26 @@ def records_of(node: Any, record_type: str) -> list[Any]:
     from tests.control.plant import records_of as stored
 
     return stored(node.store(), record_type)
+
+
+def test_the_resilience_dashboard_shows_the_scenario_and_the_history_before_it(
+    played: Played,
+) -> None:
+    report = played.facts["resilience"]
+    groups = {(g["scopeKind"], g["label"]): g for g in report["qrrc"]["byScope"]}
+    coater = groups[("line", "coater")]
+    assert coater["recovered"] == 1 and coater["kinds"] == {"compensation": 1}
+    borealis = groups[("supplier", CATHODE.name)]
+    assert borealis["kinds"]["supplier_hold"] == 1 and borealis["recovered"] >= 2  # + the excursion
+    plans = report["contingencyPlans"]
+    assert (plans["total"], plans["fresh"], plans["stale"]) == (3, 2, 1)
+    assert report["highRiskSuppliers"]["total"] == 1
+    [radar] = report["radar"]["suppliers"]
+    axes = {a["name"]: a for a in radar["axes"]}
+    assert axes["cpk_stability"]["score"] is not None  # enough lots for Cpk windows
+    assert axes["closure_time"]["score"] is not None
+    months = [p for p in report["ppmTrend"]["overall"] if p["values"]]
+    assert len(months) >= 11
+    lots = played.demo.node(CELLS).store().count_records("incoming_lot")
+    assert lots >= played.facts["history_lots"] + len(played.facts["incoming_lots"])
+    assert "reviewer_id" not in str(report) and "inspector_id" not in str(report)
