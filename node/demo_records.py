@@ -184,23 +184,14 @@ def incoming_lot(
 ) -> StoredRecord:
     """Store an incoming inspection of a supplier member's lot together with the
     ``incoming_lot`` action that records it on SupplierQuality.sol (done by the running node)."""
-    lsl, usl = limits
     inspected = incoming_inspection(
         supplier, part, characteristic, lot, value, unit, limits, inspector, now_us()
     )
+    on_chain = ("supplier", "part", "characteristic", "lot", "value", "lsl", "usl")
     with store.transaction() as connection:
         [record] = store.write_records(connection, [inspected])
-        payload = {
-            "supplier": supplier,
-            "part": part,
-            "characteristic": characteristic,
-            "lot": lot,
-            "value": value,
-            "lsl": lsl,
-            "usl": usl,
-            "decimals": LOT_DECIMALS,
-            "record_id": record.record_id,
-        }
+        payload = {name: inspected.fields[name] for name in on_chain}
+        payload.update(decimals=LOT_DECIMALS, record_id=record.record_id)
         key = f"incoming_lot:{record.record_id}"
         ActionOutbox(store).enqueue(connection, [ActionRequest("incoming_lot", key, payload)])
     return record
