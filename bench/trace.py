@@ -76,7 +76,7 @@ from node.offchain.genealogy import Genealogy, GenealogyInput, InputKind, record
 from node.offchain.records import RecordInput
 from node.oracles.attestation import AttestationSigner
 from node.oracles.attestor import Attestor
-from node.oracles.digital_link import asset, check_digit, product
+from node.oracles.digital_link import asset, gtin14, product
 from node.runtime import Node, open_store
 from node.settings import LOCAL_CHAIN_ID, load_settings
 from node.trace import TraceOptions, open_tracer
@@ -97,17 +97,13 @@ DRIFT_AT = START + 20 * DAY + 13 * HOUR + 37 * 60_000_000
 CHUNK = 10_000
 
 
-def gtin(prefix12: str) -> str:
-    return "0" + prefix12 + check_digit("0" + prefix12)
-
-
-GTIN_LIOH = gtin("409876500001")
-GTIN_BRINE = gtin("409876500002")
-GTIN_CATHODE = gtin("401234500001")
-GTIN_PRECURSOR = gtin("401234500002")
-GTIN_CELL = gtin("950600013435")
-GTIN_ELECTROLYTE = gtin("950600099999")
-GTIN_SEPARATOR = gtin("950600088888")
+GTIN_LIOH = gtin14("409876500001")
+GTIN_BRINE = gtin14("409876500002")
+GTIN_CATHODE = gtin14("401234500001")
+GTIN_PRECURSOR = gtin14("401234500002")
+GTIN_CELL = gtin14("950600013435")
+GTIN_ELECTROLYTE = gtin14("950600099999")
+GTIN_SEPARATOR = gtin14("950600088888")
 
 
 @dataclass

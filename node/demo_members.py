@@ -39,7 +39,7 @@ from node.control.deploy import (
     register_lines,
 )
 from node.keys import hardhat_dev_key, read_keystore, write_keystore
-from node.oracles.digital_link import asset, check_digit
+from node.oracles.digital_link import asset, gtin14
 from node.provisioning import CONFIG_FILE, MemberSpec, init_member
 from node.runtime import Deployment, Node
 from node.settings import LOCAL_CHAIN_ID, load_settings
@@ -75,12 +75,6 @@ STATION_DIR = "keystore/stations"
 keys (``qnode run`` signs with those; a station signs only its instrument's results)."""
 
 Progress = Callable[[str], None]
-
-
-def gtin14(prefix12: str) -> str:
-    """A GTIN-14 (indicator 0) from 12 digits: company prefix and item reference."""
-    digits = "0" + prefix12
-    return digits + check_digit(digits)
 
 
 @dataclass(frozen=True)

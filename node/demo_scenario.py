@@ -63,7 +63,6 @@ from node.demo_members import (
     Layout,
     Provisioned,
     admit,
-    gtin14,
     new_station,
     register_oracle,
     station_account,
@@ -98,6 +97,7 @@ from node.keys import PASSWORD_ENV, read_keystore
 from node.offchain.store import Store, now_us
 from node.oracles.attestation import AttestationSigner
 from node.oracles.attestor import RECORD_GAS
+from node.oracles.digital_link import gtin14
 from node.oracles.epcis import export, import_document
 from node.oracles.simulators.erp import ErpSimulator
 from node.resilience.charts import duration_text

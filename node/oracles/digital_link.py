@@ -64,6 +64,12 @@ def check_digit(digits: str) -> str:
     return str(-total % 10)
 
 
+def gtin14(prefix12: str) -> str:
+    """A GTIN-14 (indicator 0) from 12 digits: company prefix and item reference."""
+    digits = "0" + prefix12
+    return digits + check_digit(digits)
+
+
 def _checked(title: str, value: str, lengths: Iterable[int]) -> str:
     allowed = tuple(lengths)
     if not value.isdigit() or not value.isascii() or len(value) not in allowed:

@@ -33,7 +33,7 @@ from node.offchain.genealogy import Genealogy, GenealogyInput, InputKind, record
 from node.offchain.records import RecordInput
 from node.oracles.attestation import AttestationSigner
 from node.oracles.attestor import Attestor
-from node.oracles.digital_link import check_digit, product
+from node.oracles.digital_link import gtin14, product
 from node.runtime import Node
 from node.settings import LOCAL_CHAIN_ID, Settings, settings_from_values
 
@@ -67,14 +67,10 @@ EXTRA_TYPES = {
 }
 
 
-def gtin(prefix12: str) -> str:
-    return "0" + prefix12 + check_digit("0" + prefix12)
-
-
-GTIN_A = gtin("950600013435")  # Aster's cells (company prefix 950600)
-GTIN_A2 = gtin("950600099999")  # Aster's electrolyte
-GTIN_B = gtin("401234500001")  # Borealis' cathode material (prefix 4012345)
-GTIN_C = gtin("409876500001")  # Cobalt's separator (prefix 4098765): its node is down
+GTIN_A = gtin14("950600013435")  # Aster's cells (company prefix 950600)
+GTIN_A2 = gtin14("950600099999")  # Aster's electrolyte
+GTIN_B = gtin14("401234500001")  # Borealis' cathode material (prefix 4012345)
+GTIN_C = gtin14("409876500001")  # Cobalt's separator (prefix 4098765): its node is down
 OVEN = "https://id.gs1.org/8004/950600OVEN-1"
 
 

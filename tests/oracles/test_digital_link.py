@@ -105,3 +105,8 @@ def test_values_are_percent_encoded_only_where_needed() -> None:
     link = dl.product(GTIN, lot="A+B:C/D!(1)")
     assert link.uri().endswith("/10/A%2BB%3AC%2FD%21%281%29")
     assert dl.parse(link.uri()).lot == "A+B:C/D!(1)"
+
+
+def test_gtin14_appends_the_indicator_and_the_check_digit() -> None:
+    assert dl.gtin14("950600013435") == "09506000134352"
+    assert dl.normalise_gtin(dl.gtin14("401234500001")) == dl.gtin14("401234500001")

@@ -51,7 +51,7 @@ from node.offchain.classification import DEFAULT_RECORD_TYPES
 from node.offchain.genealogy import Genealogy, GenealogyInput, InputKind, record_genealogy
 from node.offchain.records import RecordInput
 from node.offchain.store import Store
-from node.oracles.digital_link import asset, check_digit, product
+from node.oracles.digital_link import asset, gtin14, product
 from node.oracles.quarantine import Quarantine, QuarantineEntry
 from node.runtime import Node
 from node.settings import LOCAL_CHAIN_ID, Settings, settings_from_values
@@ -75,17 +75,13 @@ TRACE_TOKEN = "trace-li-token-0123456789"
 AUTHORITY_TOKEN = "trace-authority-token-abcdef"
 
 
-def gtin(prefix12: str) -> str:
-    return "0" + prefix12 + check_digit("0" + prefix12)
-
-
-GTIN_CELL = gtin("950600013435")
-GTIN_ELECTROLYTE = gtin("950600099999")
-GTIN_CATHODE = gtin("401234500001")
-GTIN_PRECURSOR = gtin("401234500002")
-GTIN_LIOH = gtin("409876500001")
-GTIN_BRINE = gtin("409876500002")
-GTIN_SEPARATOR = gtin("405555500001")
+GTIN_CELL = gtin14("950600013435")
+GTIN_ELECTROLYTE = gtin14("950600099999")
+GTIN_CATHODE = gtin14("401234500001")
+GTIN_PRECURSOR = gtin14("401234500002")
+GTIN_LIOH = gtin14("409876500001")
+GTIN_BRINE = gtin14("409876500002")
+GTIN_SEPARATOR = gtin14("405555500001")
 
 SERIAL_1 = "7Q2K9D4M8X1C5V3B"
 SERIAL_2 = "9H3J5K7M2N4P6Q8R"
