@@ -7,10 +7,8 @@ have made them. Plus the helpers the page tests share: sign in, read a form's CS
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,19 +22,15 @@ from node.chain.anchor_registry import AnchorRegistry
 from node.chain.connection import embedded_chain
 from node.chain.quality_ledger import QualityLedger
 from node.control.actions.tasks import KIND_SUPPLIER_TASK, NewTask, TaskBoard
-from node.control.chain_actions import ChainActions, text_hash
+from node.control.chain_actions import text_hash
 from node.control.decisions import Decision
-from node.control.lines import Lines
-from node.control.observations import observations_from_records
-from node.control.outbox import ActionOutbox, ActionRunner
-from node.control.rules import RuleEngine, commit_firings, load_rules
 from node.offchain.genealogy import Genealogy, GenealogyInput, InputKind, record_genealogy
 from node.offchain.records import RecordInput
 from node.offchain.store import now_us
 from node.oracles.digital_link import asset, product
 from node.runtime import Deployment, Node
 from node.settings import LOCAL_CHAIN_ID, Settings, settings_from_values
-from tests.control.plant import Plant, build_plant, records_of
+from tests.control.plant import Plant, build_plant, hold_by_rule
 
 AUDITOR_TOKEN = "auditor-token-0123456789abcdef"
 REPAIRER_TOKEN = "repairer-token-0123456789abcdef"
@@ -47,16 +41,6 @@ CATHODE = product("09506000134352", lot="CATH-7").uri()
 PRECURSOR = product("04006381333931", lot="NCM811-22").uri()
 COATER = asset("4000001111-coater-3").uri()
 DAY_US = 86_400_000_000
-SUPPLIER_RULE = """
-version: 1
-quantities: {diameter: MMT}
-rules:
-  - id: incoming-usl
-    when:
-      lots_out_of_spec: {limit: usl, consecutive: 5}
-    then:
-      - hold_supplier: {}
-"""
 
 
 @dataclass
@@ -156,25 +140,7 @@ def build_pages_world(root: Path) -> PagesWorld:
     )
 
     # Five lots over the USL: a decision, and Borealis held through SupplierQuality (case 1).
-    rules_path = root / "rules.yaml"
-    rules_path.write_text(SUPPLIER_RULE, encoding="utf-8")
-    now = int(time.time() * 1e6)
-    lots = [_lot(borealis.address, "L0", 18.25, now)]
-    lots += [_lot(borealis.address, f"L{n}", 18.34 + n / 100, now + n) for n in range(1, 6)]
-    stored = store.add_records(lots)
-    engine = RuleEngine(load_rules(rules_path), signer=oracle_sender.account.address)
-    commit_firings(store, engine, engine.observe(observations_from_records(stored)))
-    (decision_record,) = records_of(store, "decision")
-    decision = Decision.from_record(decision_record)
-    actions = ChainActions(
-        Lines(aster.settings.control.lines),
-        lambda: aster.line_control(oracle_sender),
-        lambda: aster.supplier_quality(oracle_sender),
-    )
-    outbox = ActionOutbox(store)
-    assert asyncio.run(ActionRunner(outbox, {"supplier_hold": actions}).run_once()) == 1
-    (hold,) = outbox.actions(kind="supplier_hold")
-    assert hold.result is not None, hold.last_error
+    decision, hold_tx = hold_by_rule(aster, borealis.address, oracle_sender, root)
     held_case = aster.supplier_quality().hold(1).case_id
     direct = aster.corrective_action().open(borealis.address, text_hash("burrs on lot L9"))
 
@@ -199,18 +165,10 @@ def build_pages_world(root: Path) -> PagesWorld:
         batch_id=batch.batch_id,
         anchored_ids=[r.record_id for r in anchored],
         decision=decision,
-        hold_tx=str(hold.result["tx_hash"]),
+        hold_tx=hold_tx,
         held_case=held_case,
         direct_case=direct.case_id,
     )
-
-
-def _lot(supplier: str, lot: str, value: float, at: int) -> RecordInput:
-    fields = {
-        "supplier": supplier, "part": "cathode-can", "characteristic": "diameter", "lot": lot,
-        "value": value, "unit": "MMT", "lsl": 18.1, "usl": 18.3, "inspector_id": "badge-4411",
-    }  # fmt: skip
-    return RecordInput("incoming_lot", fields, at)
 
 
 # -- helpers of the page tests -------------------------------------------------------------------

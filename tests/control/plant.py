@@ -5,6 +5,8 @@ by the manufacturer and recorded by everyone. ``configure`` adds config sections
 
 from __future__ import annotations
 
+import asyncio
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,13 +17,20 @@ from sqlalchemy import select
 
 from node.chain.connection import ChainConnection
 from node.chain.consortium import Consortium, Founder, Role
+from node.chain.sender import TransactionSender
+from node.control.chain_actions import ChainActions
+from node.control.decisions import Decision
 from node.control.deploy import (
     ControlDeployments,
     deploy_control_contracts,
     record_control_deployments,
 )
+from node.control.lines import Lines
+from node.control.observations import observations_from_records
+from node.control.outbox import ActionOutbox, ActionRunner
+from node.control.rules import RuleEngine, commit_firings, load_rules
 from node.keys import hardhat_dev_key
-from node.offchain.records import StoredRecord
+from node.offchain.records import RecordInput, StoredRecord
 from node.offchain.store import RECORDS, Store, stored_record
 from node.provisioning import CONFIG_FILE, MemberSpec, init_member
 from node.runtime import Deployment, Node
@@ -105,3 +114,51 @@ def records_of(store: Store, record_type: str) -> list[StoredRecord]:
             .order_by(RECORDS.c.stored_at_us, RECORDS.c.record_id)
         ).mappings()
         return [stored_record(row) for row in rows]
+
+
+SUPPLIER_RULE = """
+version: 1
+quantities: {diameter: MMT}
+rules:
+  - id: incoming-usl
+    when:
+      lots_out_of_spec: {limit: usl, consecutive: 5}
+    then:
+      - hold_supplier: {}
+"""
+
+
+def hold_by_rule(
+    aster: Node, supplier: str, oracle_sender: TransactionSender, root: Path
+) -> tuple[Decision, str]:
+    """One incoming lot of ``supplier`` in spec, then five over the USL, in Aster's store; the
+    rule's decision committed and its supplier_hold action run, as Aster's control service does:
+    the supplier held through SupplierQuality (which opens an 8D case). (decision, hold tx)"""
+    rules_path = root / "rules.yaml"
+    rules_path.write_text(SUPPLIER_RULE, encoding="utf-8")
+    now = int(time.time() * 1e6)
+    lots = [_lot(supplier, "L0", 18.25, now)]
+    lots += [_lot(supplier, f"L{n}", 18.34 + n / 100, now + n) for n in range(1, 6)]
+    store = aster.store()
+    stored = store.add_records(lots)
+    engine = RuleEngine(load_rules(rules_path), signer=oracle_sender.account.address)
+    commit_firings(store, engine, engine.observe(observations_from_records(stored)))
+    (decision_record,) = records_of(store, "decision")
+    actions = ChainActions(
+        Lines(aster.settings.control.lines),
+        lambda: aster.line_control(oracle_sender),
+        lambda: aster.supplier_quality(oracle_sender),
+    )
+    outbox = ActionOutbox(store)
+    assert asyncio.run(ActionRunner(outbox, {"supplier_hold": actions}).run_once()) == 1
+    (hold,) = outbox.actions(kind="supplier_hold")
+    assert hold.result is not None, hold.last_error
+    return Decision.from_record(decision_record), str(hold.result["tx_hash"])
+
+
+def _lot(supplier: str, lot: str, value: float, at: int) -> RecordInput:
+    fields = {
+        "supplier": supplier, "part": "cathode-can", "characteristic": "diameter", "lot": lot,
+        "value": value, "unit": "MMT", "lsl": 18.1, "usl": 18.3, "inspector_id": "badge-4411",
+    }  # fmt: skip
+    return RecordInput("incoming_lot", fields, at)

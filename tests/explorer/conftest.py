@@ -5,8 +5,6 @@ decision whose supplier hold reached the chain."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,12 +19,7 @@ from node.anchoring.proofs import build_bundle
 from node.chain.anchor_registry import AnchorRegistry
 from node.chain.connection import embedded_chain
 from node.chain.quality_ledger import QualityLedger
-from node.control.chain_actions import ChainActions
 from node.control.decisions import Decision
-from node.control.lines import Lines
-from node.control.observations import observations_from_records
-from node.control.outbox import ActionOutbox, ActionRunner
-from node.control.rules import RuleEngine, commit_firings, load_rules
 from node.explorer import Explorer
 from node.offchain.genealogy import Genealogy, GenealogyInput, InputKind, record_genealogy
 from node.offchain.records import RecordInput, StoredRecord
@@ -34,7 +27,7 @@ from node.oracles.attestation import Attestation, AttestationKind, AttestationSi
 from node.oracles.digital_link import asset, product
 from node.runtime import Deployment, Node
 from node.settings import LOCAL_CHAIN_ID
-from tests.control.plant import Plant, build_plant, records_of
+from tests.control.plant import Plant, build_plant, hold_by_rule
 
 OBSERVED = 1_795_000_000_000_000
 CELL = product("09506000134352", serial="CELL0001").uri()
@@ -42,17 +35,6 @@ CATHODE = product("09506000134352", lot="CATH-7").uri()
 PRECURSOR = product("04006381333931", lot="NCM811-22").uri()
 ELECTROLYTE = product("00036000291452", lot="EL-9").uri()
 COATER = asset("4000001111-coater-3").uri()
-
-SUPPLIER_RULE = """
-version: 1
-quantities: {diameter: MMT}
-rules:
-  - id: incoming-usl
-    when:
-      lots_out_of_spec: {limit: usl, consecutive: 5}
-    then:
-      - hold_supplier: {}
-"""
 
 
 @dataclass
@@ -88,14 +70,6 @@ def _inspections(count: int) -> list[RecordInput]:
         )
         for i in range(count)
     ]
-
-
-def _lot(supplier: str, lot: str, value: float, at: int) -> RecordInput:
-    fields = {
-        "supplier": supplier, "part": "cathode-can", "characteristic": "diameter", "lot": lot,
-        "value": value, "unit": "MMT", "lsl": 18.1, "usl": 18.3, "inspector_id": "badge-4411",
-    }  # fmt: skip
-    return RecordInput("incoming_lot", fields, at)
 
 
 @pytest.fixture(scope="module")
@@ -178,27 +152,7 @@ def _populate(plant: Plant, root: Path) -> World:
     )
 
     # A decision: five lots over the USL hold the supplier, through SupplierQuality.
-    rules_path = root / "rules.yaml"
-    rules_path.write_text(SUPPLIER_RULE, encoding="utf-8")
-    now = int(time.time() * 1e6)
-    lots = [_lot(borealis.address, "L0", 18.25, now)]
-    lots += [_lot(borealis.address, f"L{n}", 18.34 + n / 100, now + n) for n in range(1, 6)]
-    stored = store.add_records(lots)
-    engine = RuleEngine(load_rules(rules_path), signer=oracle.address)
-    firings = engine.observe(observations_from_records(stored))
-    commit_firings(store, engine, firings)
-    (decision_record,) = records_of(store, "decision")
-    decision = Decision.from_record(decision_record)
-    outbox = ActionOutbox(store)
-    actions = ChainActions(
-        Lines(aster.settings.control.lines),
-        lambda: aster.line_control(oracle_sender),
-        lambda: aster.supplier_quality(oracle_sender),
-    )
-    ran = asyncio.run(ActionRunner(outbox, {"supplier_hold": actions}).run_once())
-    assert ran == 1
-    (hold,) = outbox.actions(kind="supplier_hold")
-    assert hold.result is not None, hold.last_error
+    decision, hold_tx = hold_by_rule(aster, borealis.address, oracle_sender, root)
     return World(
         plant=plant,
         aster=aster,
@@ -212,5 +166,5 @@ def _populate(plant: Plant, root: Path) -> World:
         oracle=oracle,
         revoked_oracle=spare.address,
         decision=decision,
-        hold_tx=str(hold.result["tx_hash"]),
+        hold_tx=hold_tx,
     )
