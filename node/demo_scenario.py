@@ -94,6 +94,7 @@ from node.demo_records import (
 )
 from node.errors import ContractRevertError
 from node.keys import PASSWORD_ENV, read_keystore
+from node.offchain.records import RecordInput
 from node.offchain.store import Store, now_us
 from node.oracles.attestation import AttestationSigner
 from node.oracles.attestor import RECORD_GAS
@@ -101,6 +102,7 @@ from node.oracles.digital_link import gtin14
 from node.oracles.epcis import export, import_document
 from node.oracles.simulators.erp import ErpSimulator
 from node.resilience.charts import duration_text
+from node.resilience.distribution import DAY_US
 from node.runtime import Node
 
 __all__ = ["FULL", "PRIVATE_VALUES", "SHORT", "Scenario", "ScenarioSize", "Step"]
@@ -123,6 +125,8 @@ PRIVATE_VALUES = tuple(OPERATORS.values())
 BRINE_GTIN = gtin14("780123400002")
 PRECURSOR_GTIN = gtin14("401234500002")
 MOISTURE_USL_PPM = 300.0
+HISTORY_MONTHS = 11
+"""Months of incoming inspections the cell maker kept before the demo."""
 LOW_TEMP_LSL_PCT = 80.0
 DISCIPLINES = (
     (
@@ -987,7 +991,8 @@ class Scenario:
         report: dict[str, Any] = response.json()
         self.say(
             f"{CELLS.name} had inspected {len(history)} lots of {CATHODE.name} over the past "
-            "11 months (in its store, before the demo) and reviews 3 contingency plans"
+            f"{HISTORY_MONTHS} months (in its store, before the demo) and reviews 3 contingency "
+            "plans"
         )
         for group in report["qrrc"]["byScope"]:
             median = group["medianS"]
@@ -1014,13 +1019,13 @@ class Scenario:
         self.facts.update(resilience=report, history_lots=len(history))
 
 
-def past_inspections(supplier: str, inspector: str) -> list[Any]:
-    """Four lots a month over the 11 months before this one, moisture in spec but for a
-    two-lot excursion seven months ago (seeded: the same history every run)."""
+def past_inspections(supplier: str, inspector: str) -> list[RecordInput]:
+    """Four lots a month over the HISTORY_MONTHS months before this one, moisture in spec but
+    for a two-lot excursion seven months ago (seeded: the same history every run)."""
     rng = random.Random(4711)
     now = datetime.now(UTC)
     records = []
-    for months_ago in range(11, 0, -1):
+    for months_ago in range(HISTORY_MONTHS, 0, -1):
         month_start = (now.replace(day=1) - timedelta(days=30 * months_ago)).replace(day=1)
         for n in range(4):
             at = month_start + timedelta(days=3 + 7 * n, hours=rng.uniform(6, 18))
@@ -1044,10 +1049,9 @@ def past_inspections(supplier: str, inspector: str) -> list[Any]:
     return records
 
 
-def contingency_plans(reviewer: str) -> list[Any]:
+def contingency_plans(reviewer: str) -> list[RecordInput]:
     """Three plans of the cell maker: two reviewed within their interval, one overdue."""
-    now = now_us()
-    day = 86_400_000_000
+    now, day = now_us(), DAY_US
     return [
         contingency_plan("coater-outage", "Coater outage", "line coater", "3", 180, reviewer,
                          now - 40 * day),
