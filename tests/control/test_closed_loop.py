@@ -196,7 +196,9 @@ def test_coating_cv_drift_compensates_the_blade_pressure_through_the_chain(
             assert request.delta == -50  # -0.05 mm, 3 decimals
             assert plc.snapshot().blade_actual_mm == pytest.approx(0.95)
             decisions = [Decision.from_record(r) for r in records_of(aster.store(), "decision")]
-            assert [d.rule_id for d in decisions] == ["coating-cv"]
+            # the simulated CV stays at 2 % after the compensation: on a slow machine a subgroup
+            # within the limit can re-arm the rule and fire it again before the service stops
+            assert decisions and {d.rule_id for d in decisions} == {"coating-cv"}
             assert request.decision_hash == decisions[0].decision_hash
             events = line_control.events_between(0, "latest", ("CompensationAcknowledged",))
             (ack,) = of_type(events, CompensationAcknowledgedEvent)
